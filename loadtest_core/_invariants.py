@@ -1,0 +1,113 @@
+"""Checkers for the invariants of spec §4.
+
+They return the violations they find instead of raising, so a test can assert
+an empty list, a simulator can count them and a server can log them.
+``check_state`` looks at one test, ``check_step`` at one event's before and
+after, ``check_operation`` at a stop operation and its test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from loadtest_core._lifecycle import Outcome, TestState
+from loadtest_core._status import ACTIVE, TERMINAL, Status
+from loadtest_core._table import Kind
+
+if TYPE_CHECKING:
+    from loadtest_core._operations import StopOperation
+
+__all__ = ["Violation", "check_operation", "check_state", "check_step"]
+
+_FINISHED = TERMINAL | {Status.DELETING}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant: its number in spec §4, the test and what is wrong."""
+
+    invariant: int
+    test_id: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"invariant {self.invariant} ({self.test_id}): {self.message}"
+
+
+def check_state(state: TestState) -> list[Violation]:
+    """Invariants 1–7 that a single snapshot of a test must satisfy."""
+    out: list[Violation] = []
+
+    def bad(n: int, message: str) -> None:
+        out.append(Violation(n, state.id, message))
+
+    status = state.status
+    if status is Status.STATUS_UNSPECIFIED:
+        bad(1, "status is STATUS_UNSPECIFIED")
+    finished = status in _FINISHED
+    if state.is_finished != finished or (state.finished_at is not None) != finished:
+        bad(2, f"{status.name} with finished_at={state.finished_at}")
+    if status is Status.CREATED and state.started_at is not None:
+        bad(3, "CREATED with started_at set")
+    if (status in ACTIVE or status is Status.LOST) and state.started_at is None:
+        bad(3, f"{status.name} without started_at")
+    times = [t for t in (state.created_at, state.started_at, state.finished_at) if t is not None]
+    if times != sorted(times):
+        bad(4, f"timestamps out of order: {times}")
+    if state.imbalance is not None and state.started_at is None:
+        bad(5, "imbalance point on a test that never started")
+    if (status is Status.FAILED) != bool(state.error) and status is not Status.DELETING:
+        bad(6, f"{status.name} with error={state.error!r}")
+    if state.started_at is not None and state.phase.started and not state.assigned_agent_id:
+        if status is not Status.DELETING:
+            bad(7, f"{status.name} started without an assigned agent")
+    if state.rank < state.phase.rank:
+        bad(9, f"rank {state.rank} below the phase's {state.phase.rank}")
+    return out
+
+
+def check_step(before: TestState, after: TestState | None, outcome: Outcome) -> list[Violation]:
+    """Invariants 4, 7–10 and 12 across one event; ``after`` is None once purged."""
+    out = [] if after is None else check_state(after)
+
+    def bad(n: int, message: str) -> None:
+        out.append(Violation(n, before.id, message))
+
+    if after is None:
+        if before.status is not Status.DELETING or outcome.kind is not Kind.ACCEPTED:
+            bad(8, f"removed from {before.status.name}")
+        return out
+    changed = before.fields() != after.fields()
+    if outcome.kind is Kind.ACCEPTED:
+        if after.version != before.version + 1:
+            bad(12, f"accepted event moved version {before.version} -> {after.version}")
+    else:
+        if changed:
+            bad(12, f"{outcome.kind.value} event changed the test")
+    for name in ("created_at", "started_at", "finished_at"):
+        old, new = getattr(before, name), getattr(after, name)
+        if old is not None and new != old:
+            bad(4, f"{name} moved from {old} to {new}")
+    if before.assigned_agent_id is not None and after.assigned_agent_id != before.assigned_agent_id:
+        bad(7, f"assigned agent changed {before.assigned_agent_id} -> {after.assigned_agent_id}")
+    if before.status in TERMINAL and after.status not in (before.status, Status.DELETING):
+        bad(8, f"left terminal {before.status.name} for {after.status.name}")
+    if after.rank < before.rank:
+        bad(9, f"rank decreased {before.rank} -> {after.rank}")
+    if after.status is Status.LOST and before.status is not Status.LOST:
+        if before.status not in ACTIVE:
+            bad(10, f"LOST from {before.status.name}")
+    return out
+
+
+def check_operation(op: StopOperation, state: TestState | None) -> list[Violation]:
+    """Invariant 11 for one stop operation; ``state`` is None when the test is gone."""
+    out: list[Violation] = []
+    finished = state is None or state.status in TERMINAL or state.status is Status.DELETING
+    if op.done != finished:
+        status = "gone" if state is None else state.status.name
+        out.append(Violation(11, op.test_id, f"operation {op.id} done={op.done} for a {status} test"))
+    if op.done and (op.error is None) == (op.response is None):
+        out.append(Violation(11, op.test_id, f"operation {op.id} done without exactly one result"))
+    return out

@@ -1,0 +1,65 @@
+"""Turning live state into the documents' JSON shape (and the immutable models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from loadtest_core._lifecycle import TestState
+from loadtest_core._records import StopOperation
+
+if TYPE_CHECKING:
+    from loadtest_core._models import TestSpec
+
+__all__ = ["format_time", "operation_data", "test_data"]
+
+
+def format_time(t: float) -> str:
+    """RFC 3339 UTC with a ``Z``; microseconds only when non-zero."""
+    dt = datetime.fromtimestamp(t, UTC)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_data(state: TestState) -> dict[str, Any]:
+    """The ``Test`` message of a live test, as proto3 JSON data."""
+    spec: TestSpec | None = state.spec
+    summary: dict[str, Any] = {
+        "status": state.status.name,
+        "created_at": format_time(state.created_at),
+        "created_by": state.created_by,
+        "is_finished": state.finished_at is not None,
+        "error": state.error,
+        "assigned_agent_id": state.assigned_agent_id or "",
+    }
+    if state.started_at is not None:
+        summary["started_at"] = format_time(state.started_at)
+    if state.finished_at is not None:
+        summary["finished_at"] = format_time(state.finished_at)
+    if state.imbalance is not None:
+        at, rps, comment = state.imbalance
+        summary["imbalance_point"] = {"at": format_time(at), "rps": str(rps), "comment": comment}
+    out: dict[str, Any] = {"id": state.id, "summary": summary}
+    if spec is not None:
+        out.update(spec.to_data())
+    return out
+
+
+def operation_data(op: StopOperation) -> dict[str, Any]:
+    """The ``operation.Operation`` of a stop, as proto3 JSON data."""
+    out: dict[str, Any] = {
+        "id": op.id,
+        "description": op.description,
+        "created_at": format_time(op.created_at),
+        "created_by": op.created_by,
+        "modified_at": format_time(op.modified_at),
+        "done": op.done,
+        "metadata": {"test_id": op.test_id},
+    }
+    if op.error is not None:
+        code, message = op.error
+        out["error"] = {"code": code, "message": message, "details": []}
+    elif op.response is not None:
+        out["response"] = op.response
+    return out
