@@ -11,6 +11,7 @@ Run: ``python benchmarks/core.py --tests 100000 --json``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import random
@@ -108,10 +109,8 @@ def run_naive(n: int, order: list[tuple[int, Event]]) -> float:
     machine.add_model(models)
     t0 = time.perf_counter()
     for i, event in order:
-        try:
-            models[i].trigger(event.trigger)  # type: ignore[attr-defined]
-        except MachineError:
-            pass
+        with contextlib.suppress(MachineError):
+            models[i].trigger(event.trigger)
     return time.perf_counter() - t0
 
 

@@ -24,6 +24,7 @@ def edges() -> dict[tuple[str, str], list[str]]:
     for trigger in Trigger:
         for t in machine.get_transitions(trigger=trigger.value):
             src = PHASES[t.source].status.name
+            assert t.dest is not None
             dst = "[*]" if t.dest == REMOVED else PHASES[t.dest].status.name
             if src != dst:
                 out.setdefault((src, dst), set()).add(_label(trigger.value))
@@ -41,7 +42,11 @@ def render(fmt: str = "mermaid") -> str:
         lines = ["stateDiagram-v2", "    [*] --> CREATED: create"]
         lines += [f"    {a} --> {b}: {', '.join(labels)}" for (a, b), labels in pairs.items()]
     elif fmt == "dot":
-        lines = ["digraph lifecycle {", "    rankdir=LR;", '    start [shape=point]; end [shape=doublecircle, label=""];']
+        lines = [
+            "digraph lifecycle {",
+            "    rankdir=LR;",
+            '    start [shape=point]; end [shape=doublecircle, label=""];',
+        ]
         lines.append('    start -> CREATED [label="create"];')
         for (a, b), labels in pairs.items():
             dst = "end" if b == "[*]" else b

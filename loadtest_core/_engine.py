@@ -114,7 +114,9 @@ class AgentStatus(enum.Enum):
     ERROR = "ERROR"
 
 
-_BUSY = frozenset({AgentStatus.PREPARING_TEST, AgentStatus.TESTING, AgentStatus.UPLOADING_ARTIFACTS})
+_BUSY = frozenset(
+    {AgentStatus.PREPARING_TEST, AgentStatus.TESTING, AgentStatus.UPLOADING_ARTIFACTS}
+)
 
 
 class Job(NamedTuple):
@@ -143,12 +145,16 @@ def _parse_spec(spec: TestSpec | dict[str, Any]) -> tuple[TestSpec, Filter | Non
     field = "configurations[0].agent_selector"
     which = None if selector is None else selector.which_oneof("agent")
     if selector is None or which is None:
-        raise InvalidArgument(f"{field}: choose agent_id, match_by_filter or anonymous_agent", field=field)
+        raise InvalidArgument(
+            f"{field}: choose agent_id, match_by_filter or anonymous_agent", field=field
+        )
     compiled: Filter | None = None
     if which == "agent_id" and not selector.agent_id:
         raise InvalidArgument(f"{field}.agent_id: must not be empty", field=f"{field}.agent_id")
     if which == "anonymous_agent" and not selector.anonymous_agent:
-        raise InvalidArgument(f"{field}.anonymous_agent: must be true", field=f"{field}.anonymous_agent")
+        raise InvalidArgument(
+            f"{field}.anonymous_agent: must be true", field=f"{field}.anonymous_agent"
+        )
     if which == "match_by_filter":
         try:
             compiled = parse_agent_filter(selector.match_by_filter or "")
@@ -293,7 +299,11 @@ class Engine:
         )
 
     def _command(
-        self, test_id: str, event: Event, *, guard: Callable[[TestState], Outcome | None] | None = None
+        self,
+        test_id: str,
+        event: Event,
+        *,
+        guard: Callable[[TestState], Outcome | None] | None = None,
     ) -> tuple[Outcome, TestState | None, StopOperation | None]:
         """Apply one event with compare-and-set; returns outcome, new state, stop operation."""
         with self._lock:
@@ -333,7 +343,9 @@ class Engine:
                 self._index(current, after, now)
                 stop_op = next((op for op in ops if op.test_id == test_id), None)
                 return outcome, after, stop_op
-            raise Aborted(f"test {test_id}: concurrent updates won {self.policies.cas_retries} times")
+            raise Aborted(
+                f"test {test_id}: concurrent updates won {self.policies.cas_retries} times"
+            )
 
     def _log_rejection(self, state: TestState, event: Event, outcome: Outcome, now: float) -> None:
         if outcome.kind is Kind.NOTED or self.policies.log_rejections:
@@ -457,9 +469,7 @@ class Engine:
             if not isinstance(key, str) or not key or not isinstance(value, str):
                 raise InvalidArgument("labels: keys and values must be strings", field="labels")
         with self._lock:
-            agent = AgentRecord(
-                agent_id or self._ids("agent"), name, labels, self.now(), folder_id
-            )
+            agent = AgentRecord(agent_id or self._ids("agent"), name, labels, self.now(), folder_id)
             self.store.put_agent(agent)
             return agent
 
@@ -520,7 +530,11 @@ class Engine:
             if holder is None and self._matches(state, agent_id, self.store.get_agent(agent_id)):
                 return None
             return Outcome(
-                Kind.CONFLICT, "job", state.status, state.status, "the job was not handed to this agent"
+                Kind.CONFLICT,
+                "job",
+                state.status,
+                state.status,
+                "the job was not handed to this agent",
             )
 
         return guard
@@ -541,7 +555,9 @@ class Engine:
         """``JobService.ClaimStatus``: ``status`` None with an error text is an agent error note."""
         if not isinstance(agent_id, str) or not agent_id:
             raise InvalidArgument("agent_id: must be a non-empty string", field="agent_id")
-        event: Event = AgentError(agent_id, error) if status is None else Claim(agent_id, status, error)
+        event: Event = (
+            AgentError(agent_id, error) if status is None else Claim(agent_id, status, error)
+        )
         with self._lock:
             self._touch(job_id, agent_id)
             outcome, _, _ = self._command(job_id, event, guard=self._agent_guard(agent_id))
@@ -568,7 +584,9 @@ class Engine:
     ) -> Outcome:
         """Agent ``TestService.Update`` with an imbalance point; changes no status."""
         if isinstance(rps, bool) or not isinstance(rps, int) or not 0 <= rps < 2**63:
-            raise InvalidArgument("rps: must be an integer in 0..2^63-1", field="imbalance_point.rps")
+            raise InvalidArgument(
+                "rps: must be an integer in 0..2^63-1", field="imbalance_point.rps"
+            )
         with self._lock:
             self._touch(job_id, agent_id)
             return self._command(job_id, Imbalance(agent_id, float(at), rps, comment))[0]
@@ -784,4 +802,3 @@ def iter_violations(engine: Engine) -> Iterator[str]:
     for op in engine.store.iter_operations():
         for v in check_operation(op, engine.store.get_test(op.test_id)):
             yield str(v)
-

@@ -6,12 +6,12 @@ answer with, so adapters map errors in a single table instead of guessing::
     LoadtestError                    INTERNAL             500
     ├── InvalidArgument              INVALID_ARGUMENT     400   bad input, names the field
     │   └── Unsupported              INVALID_ARGUMENT     400   valid but not supported yet
-    ├── NotFound                     NOT_FOUND            404   unknown test / job / operation / agent
+    ├── NotFound                     NOT_FOUND            404   unknown test, job, operation
     ├── Unauthenticated              UNAUTHENTICATED      401   missing or wrong credentials
     ├── PermissionDenied             PERMISSION_DENIED    403   right credentials, wrong side
     ├── Rejected                     FAILED_PRECONDITION  409   the lifecycle refused the event
-    ├── Aborted                      ABORTED              409   a concurrent update won, retries ran out
-    └── StoreError                   INTERNAL             500   the store failed; nothing was written
+    ├── Aborted                      ABORTED              409   concurrent updates won
+    └── StoreError                   INTERNAL             500   the store failed; nothing written
 
 Error codes are plain strings so the core imports no gRPC package.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from loadtest_core._outcome import Outcome
+    from loadtest_core._lifecycle import Outcome
 
 __all__ = [
     "Aborted",

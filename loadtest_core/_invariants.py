@@ -16,7 +16,7 @@ from loadtest_core._status import ACTIVE, TERMINAL, Status
 from loadtest_core._table import Kind
 
 if TYPE_CHECKING:
-    from loadtest_core._operations import StopOperation
+    from loadtest_core._records import StopOperation
 
 __all__ = ["Violation", "check_operation", "check_state", "check_step"]
 
@@ -36,7 +36,7 @@ class Violation:
 
 
 def check_state(state: TestState) -> list[Violation]:
-    """Invariants 1–7 that a single snapshot of a test must satisfy."""
+    """Invariants 1-7 that a single snapshot of a test must satisfy."""
     out: list[Violation] = []
 
     def bad(n: int, message: str) -> None:
@@ -59,16 +59,16 @@ def check_state(state: TestState) -> list[Violation]:
         bad(5, "imbalance point on a test that never started")
     if (status is Status.FAILED) != bool(state.error) and status is not Status.DELETING:
         bad(6, f"{status.name} with error={state.error!r}")
-    if state.started_at is not None and state.phase.started and not state.assigned_agent_id:
-        if status is not Status.DELETING:
-            bad(7, f"{status.name} started without an assigned agent")
+    started = state.started_at is not None and state.phase.started
+    if started and not state.assigned_agent_id and status is not Status.DELETING:
+        bad(7, f"{status.name} started without an assigned agent")
     if state.rank < state.phase.rank:
         bad(9, f"rank {state.rank} below the phase's {state.phase.rank}")
     return out
 
 
 def check_step(before: TestState, after: TestState | None, outcome: Outcome) -> list[Violation]:
-    """Invariants 4, 7–10 and 12 across one event; ``after`` is None once purged."""
+    """Invariants 4, 7-10 and 12 across one event; ``after`` is None once purged."""
     out = [] if after is None else check_state(after)
 
     def bad(n: int, message: str) -> None:
@@ -95,9 +95,8 @@ def check_step(before: TestState, after: TestState | None, outcome: Outcome) -> 
         bad(8, f"left terminal {before.status.name} for {after.status.name}")
     if after.rank < before.rank:
         bad(9, f"rank decreased {before.rank} -> {after.rank}")
-    if after.status is Status.LOST and before.status is not Status.LOST:
-        if before.status not in ACTIVE:
-            bad(10, f"LOST from {before.status.name}")
+    if after.status is Status.LOST and before.status not in ACTIVE | {Status.LOST}:
+        bad(10, f"LOST from {before.status.name}")
     return out
 
 
@@ -107,7 +106,9 @@ def check_operation(op: StopOperation, state: TestState | None) -> list[Violatio
     finished = state is None or state.status in TERMINAL or state.status is Status.DELETING
     if op.done != finished:
         status = "gone" if state is None else state.status.name
-        out.append(Violation(11, op.test_id, f"operation {op.id} done={op.done} for a {status} test"))
+        out.append(
+            Violation(11, op.test_id, f"operation {op.id} done={op.done} for a {status} test")
+        )
     if op.done and (op.error is None) == (op.response is None):
         out.append(Violation(11, op.test_id, f"operation {op.id} done without exactly one result"))
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from loadtest_core._machine import REMOVED, build_machine
-from loadtest_core._status import TERMINAL, Status
+from loadtest_core._status import ACTIVE, TERMINAL, Status
 from loadtest_core._table import PHASES, RULES, Kind, Phase, Trigger, claim_trigger
 
 __all__ = [
@@ -71,7 +71,7 @@ class Event:
         return {}
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.payload() == other.payload()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self.payload() == other.payload()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(sorted(self.payload().items()))))
@@ -84,7 +84,7 @@ class Event:
 class Claim(Event):
     """``JobService.ClaimStatus`` with a job status already mapped to a test status."""
 
-    __slots__ = ("agent_id", "status", "error", "trigger")
+    __slots__ = ("agent_id", "error", "status", "trigger")
 
     def __init__(self, agent_id: str, status: Status, error: str = "") -> None:
         self.agent_id = agent_id
@@ -106,7 +106,9 @@ class AgentError(Event):
         if not error:
             from loadtest_core._errors import InvalidArgument
 
-            raise InvalidArgument("error: a claim without a status needs an error text", field="error")
+            raise InvalidArgument(
+                "error: a claim without a status needs an error text", field="error"
+            )
         self.agent_id = agent_id
         self.error = error
 
@@ -130,7 +132,7 @@ class Contact(Event):
 class Imbalance(Event):
     """The autostop imbalance point, from agent ``TestService.Update``."""
 
-    __slots__ = ("agent_id", "at", "rps", "comment")
+    __slots__ = ("agent_id", "at", "comment", "rps")
     trigger = Trigger.IMBALANCE.value
 
     def __init__(self, agent_id: str, at: float, rps: int, comment: str = "") -> None:
@@ -215,23 +217,21 @@ class TestState:
 
     __test__ = False  # not a pytest class
     __slots__ = (
-        "id",
-        "phase",
-        "version",
+        "assigned_agent_id",
         "created_at",
         "created_by",
-        "started_at",
-        "finished_at",
         "error",
+        "finished_at",
+        "id",
         "imbalance",
-        "assigned_agent_id",
+        "phase",
         "rank",
         "spec",
+        "started_at",
+        "version",
     )
 
-    def __init__(
-        self, id: str, created_at: float, created_by: str = "", spec: Any = None
-    ) -> None:
+    def __init__(self, id: str, created_at: float, created_by: str = "", spec: Any = None) -> None:
         self.id = id
         self.phase: Phase = PHASES["CREATED"]
         self.version = 1
@@ -291,6 +291,7 @@ def _compile() -> dict[str, dict[str, _Compiled]]:
     dest_of: dict[tuple[str, str], str] = {}
     for trigger in Trigger:
         for transition in machine.get_transitions(trigger=trigger.value):
+            assert transition.dest is not None
             dest_of[(transition.source, trigger.value)] = transition.dest
     table: dict[str, dict[str, _Compiled]] = {name: {} for name in PHASES}
     for rule in RULES:
@@ -317,7 +318,10 @@ def _compile() -> dict[str, dict[str, _Compiled]]:
                 src.status,
                 "the job belongs to another agent",
             ),
-            starts=accepted and dest is not None and dest.started and not src.started,
+            starts=accepted
+            and dest is not None
+            and src.status is Status.CREATED
+            and dest.status in ACTIVE,
             finishes=accepted
             and dest is not None
             and dest.status in _FINISHED
@@ -336,7 +340,11 @@ def apply(state: TestState, event: Event, now: float) -> Outcome:
     """Apply ``event`` at time ``now``; a rejected event changes nothing."""
     entry = COMPILED[state.phase.name][event.trigger]
     agent = event.agent_id
-    if agent is not None and state.assigned_agent_id is not None and agent != state.assigned_agent_id:
+    if (
+        agent is not None
+        and state.assigned_agent_id is not None
+        and agent != state.assigned_agent_id
+    ):
         return entry.wrong_agent
     if entry.kind is not Kind.ACCEPTED:
         return entry.outcome
@@ -346,7 +354,7 @@ def apply(state: TestState, event: Event, now: float) -> Outcome:
         return entry.outcome
     if entry.starts:
         state.started_at = now
-    if agent is not None and state.assigned_agent_id is None and dest.started:
+    if agent is not None and state.assigned_agent_id is None:
         state.assigned_agent_id = agent
     if entry.finishes:
         state.finished_at = now

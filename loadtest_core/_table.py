@@ -102,7 +102,8 @@ def claim_trigger(status: Status) -> Trigger:
     except KeyError:
         from loadtest_core._errors import InvalidArgument
 
-        raise InvalidArgument(f"status: {status.name} cannot be claimed by an agent", field="status")
+        message = f"status: {status.name} cannot be claimed by an agent"
+        raise InvalidArgument(message, field="status") from None
 
 
 def _phases() -> dict[str, Phase]:
@@ -219,9 +220,7 @@ def _decide(p: Phase, trigger: Trigger) -> tuple[Kind, Phase | None, str]:
 
 
 def _rules() -> tuple[Rule, ...]:
-    return tuple(
-        Rule(p, t, *_decide(p, t)) for p in PHASES.values() for t in Trigger
-    )
+    return tuple(Rule(p, t, *_decide(p, t)) for p in PHASES.values() for t in Trigger)
 
 
 RULES: tuple[Rule, ...] = _rules()

@@ -1,0 +1,138 @@
+"""loadtest_core: the lifecycle of load tests.
+
+The public API is what this module exports; everything in ``_``-prefixed
+modules is private. Optional adapters live in ``loadtest_core.grpc`` and
+``loadtest_core.http``, simulation in ``loadtest_core.sim``; the core never
+imports them.
+"""
+
+from __future__ import annotations
+
+from loadtest_core._auth import Role, TokenAuth
+from loadtest_core._clock import Clock, ManualClock, SystemClock
+from loadtest_core._engine import AgentStatus, Engine, Job, Policies, Signal, SignalKind
+from loadtest_core._errors import (
+    Aborted,
+    InvalidArgument,
+    LoadtestError,
+    NotFound,
+    PermissionDenied,
+    Rejected,
+    StoreError,
+    Unauthenticated,
+    Unsupported,
+)
+from loadtest_core._invariants import Violation, check_operation, check_state, check_step
+from loadtest_core._lifecycle import (
+    AgentError,
+    Claim,
+    Contact,
+    Delete,
+    Event,
+    Expire,
+    Imbalance,
+    Lose,
+    Outcome,
+    Purge,
+    Stop,
+    TestState,
+    apply,
+)
+from loadtest_core._models import (
+    AgentSelector,
+    ArtifactSettings,
+    Details,
+    FilePointer,
+    ImbalancePoint,
+    Message,
+    ObjectStorage,
+    Operation,
+    RpcStatus,
+    SingleAgentConfiguration,
+    StopTestMetadata,
+    Summary,
+    Tag,
+    Test,
+    TestSpec,
+)
+from loadtest_core._query import Filter, parse_agent_filter, parse_test_filter
+from loadtest_core._records import AgentRecord, LogRecord, StopOperation
+from loadtest_core._sqlite import SqliteStore
+from loadtest_core._status import ACTIVE, EXECUTION, EXECUTION_RANK, TERMINAL, Status
+from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict
+from loadtest_core._table import Kind, Trigger
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVE",
+    "Aborted",
+    "AgentError",
+    "AgentRecord",
+    "AgentSelector",
+    "AgentStatus",
+    "ArtifactSettings",
+    "Claim",
+    "Clock",
+    "Commit",
+    "Contact",
+    "Delete",
+    "Details",
+    "EXECUTION",
+    "EXECUTION_RANK",
+    "Engine",
+    "Event",
+    "Expire",
+    "FilePointer",
+    "Filter",
+    "Imbalance",
+    "ImbalancePoint",
+    "InvalidArgument",
+    "Job",
+    "Kind",
+    "LoadtestError",
+    "LogRecord",
+    "Lose",
+    "ManualClock",
+    "MemoryStore",
+    "Message",
+    "NotFound",
+    "ObjectStorage",
+    "Operation",
+    "Outcome",
+    "PermissionDenied",
+    "Policies",
+    "Purge",
+    "Rejected",
+    "Role",
+    "RpcStatus",
+    "Signal",
+    "SignalKind",
+    "SingleAgentConfiguration",
+    "SqliteStore",
+    "Status",
+    "Stop",
+    "StopOperation",
+    "StopTestMetadata",
+    "Store",
+    "StoreError",
+    "Summary",
+    "SystemClock",
+    "TERMINAL",
+    "Tag",
+    "Test",
+    "TestSpec",
+    "TestState",
+    "TokenAuth",
+    "Trigger",
+    "Unauthenticated",
+    "Unsupported",
+    "VersionConflict",
+    "Violation",
+    "apply",
+    "check_operation",
+    "check_state",
+    "check_step",
+    "parse_agent_filter",
+    "parse_test_filter",
+]

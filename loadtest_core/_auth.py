@@ -1,0 +1,90 @@
+"""Bearer tokens, checked in constant time, shared by every adapter.
+
+A token is compared with every configured token of both roles using
+``hmac.compare_digest`` on SHA-256 digests, so the time taken depends neither
+on how much of a token matched, nor on its length, nor on which role it has.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+from loadtest_core._errors import InvalidArgument, PermissionDenied, Unauthenticated
+
+__all__ = ["Role", "TokenAuth", "bearer_token"]
+
+MAX_HEADER = 8192
+
+
+class Role(enum.Enum):
+    USER = "user"
+    AGENT = "agent"
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+def bearer_token(header: str | bytes | None) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None if absent/malformed."""
+    if header is None:
+        return None
+    raw = header if isinstance(header, bytes) else header.encode("utf-8", "surrogateescape")
+    if len(raw) > MAX_HEADER:
+        return None
+    scheme, _, token = raw.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    token = token.strip()
+    return token or None
+
+
+class TokenAuth:
+    """User and agent tokens; ``insecure=True`` (no tokens) lets everyone in as both."""
+
+    def __init__(
+        self,
+        user_tokens: Iterable[str] = (),
+        agent_tokens: Iterable[str] = (),
+        *,
+        insecure: bool = False,
+    ) -> None:
+        self._tokens: list[tuple[bytes, Role]] = []
+        for role, tokens in ((Role.USER, user_tokens), (Role.AGENT, agent_tokens)):
+            for token in tokens:
+                if not token or token != token.strip() or not token.isprintable():
+                    raise InvalidArgument(
+                        f"{role.value} token: must be printable, non-empty, unpadded",
+                        field="token",
+                    )
+                self._tokens.append((_digest(token.encode()), role))
+        if not self._tokens and not insecure:
+            raise InvalidArgument(
+                "no tokens configured: give --user-token/--agent-token or --insecure-no-auth",
+                field="token",
+            )
+        self.insecure = insecure and not self._tokens
+
+    def role_of(self, token: bytes | None) -> Role | None:
+        """The role a token grants, or None; the comparison touches every configured token."""
+        if token is None:
+            return None
+        digest = _digest(token)
+        found: Role | None = None
+        for candidate, role in self._tokens:
+            if hmac.compare_digest(candidate, digest) and found is None:
+                found = role
+        return found
+
+    def require(self, header: str | bytes | None, role: Role) -> None:
+        """Raise Unauthenticated (missing/wrong) or PermissionDenied (other role)."""
+        if self.insecure:
+            return
+        granted = self.role_of(bearer_token(header))
+        if granted is None:
+            raise Unauthenticated("missing or invalid bearer token")
+        if granted is not role:
+            raise PermissionDenied(f"a {granted.value} token cannot call {role.value} methods")

@@ -1,0 +1,371 @@
+"""Engine behaviour on the in-memory store: users, agents, liveness, operations, log."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest_core import (
+    AgentStatus,
+    Engine,
+    InvalidArgument,
+    Kind,
+    ManualClock,
+    MemoryStore,
+    NotFound,
+    Policies,
+    Rejected,
+    SignalKind,
+    Status,
+    Unsupported,
+    check_operation,
+    check_state,
+)
+from tests.engine.conftest import counter_ids, running, spec
+
+
+def _fields(engine: Engine) -> list[dict[str, object]]:
+    return [s.fields() for s in engine.store.iter_tests()]
+
+
+def test_create_returns_a_created_snapshot(engine: Engine) -> None:
+    """A new test is CREATED, unfinished, with created_at from the engine clock."""
+    test = engine.create(spec(name="smoke"), principal="alice")
+    assert test.summary is not None
+    assert test.summary.status is Status.CREATED
+    assert not test.summary.is_finished
+    assert test.summary.created_by == "alice"
+    assert test.summary.created_at is not None
+    assert test.summary.created_at.timestamp() == 1_700_000_000.0
+    assert engine.get(test.id) == test
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"configurations": []}, "configurations"),
+        ({"configurations": [{}]}, "configurations[0].agent_selector"),
+        ({"configurations": [{"agent_selector": {"agent_id": ""}}]}, "agent_id"),
+        ({"configurations": [{"agent_selector": {"anonymous_agent": False}}]}, "anonymous_agent"),
+        ({"configurations": [{"agent_selector": {"match_by_filter": "labels.x ="}}]}, "filter"),
+        ({"configurations": [{"agent_selector": {"agent_id": "a", "anonymous_agent": True}}]}, ""),
+    ],
+)
+def test_bad_specs_are_rejected_and_change_nothing(
+    engine: Engine, bad: dict[str, object], field: str
+) -> None:
+    """An invalid creation request raises InvalidArgument naming the field and stores nothing."""
+    with pytest.raises(InvalidArgument) as info:
+        engine.create(bad)
+    assert field in info.value.field or field in info.value.message
+    assert _fields(engine) == [] and engine.events() == []
+
+
+def test_multitest_is_unsupported(engine: Engine) -> None:
+    """Two configurations (a multitest) are refused as INVALID_ARGUMENT naming the limitation."""
+    two = {"configurations": [spec()["configurations"][0]] * 2}
+    with pytest.raises(Unsupported, match="multitest"):
+        engine.create(two)
+    assert Unsupported.grpc_code == "INVALID_ARGUMENT"
+
+
+def test_unknown_ids_raise_not_found_and_log_nothing(engine: Engine) -> None:
+    """Unknown test, operation and agent ids raise NotFound; empty ids raise InvalidArgument."""
+    for call in (
+        lambda: engine.get("nope"),
+        lambda: engine.stop("nope"),
+        lambda: engine.delete("nope"),
+        lambda: engine.get_operation("nope"),
+        lambda: engine.get_agent("nope"),
+        lambda: engine.claim("nope", "agent-1", Status.RUNNING),
+    ):
+        with pytest.raises(NotFound):
+            call()
+    with pytest.raises(InvalidArgument):
+        engine.stop("")
+    assert engine.events() == []
+
+
+def test_job_handout_follows_the_selector(engine: Engine) -> None:
+    """agent_id tests go to that agent, filter tests to matching registered agents."""
+    engine.register_agent(agent_id="agent-1", name="one", labels={"pool": "a"})
+    engine.register_agent(agent_id="agent-2", name="two", labels={"pool": "b"})
+    by_id = engine.create(spec("agent-2"))
+    by_filter = engine.create(
+        {"configurations": [{"agent_selector": {"match_by_filter": 'labels.pool = "a"'}}]}
+    )
+    anonymous = engine.create({"configurations": [{"agent_selector": {"anonymous_agent": True}}]})
+    job1 = engine.next_job("agent-1")
+    assert job1 is not None and job1.id == by_filter.id
+    assert engine.next_job("agent-1") is None
+    job2 = engine.next_job("agent-2")
+    assert job2 is not None and job2.id == by_id.id
+    job3 = engine.next_job("unregistered-7")
+    assert job3 is not None and job3.id == anonymous.id
+
+
+def test_lease_lapses_and_the_job_goes_to_another_agent(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """An unclaimed hand-out lapses after lost_after; then another matching agent gets it."""
+    test = engine.create({"configurations": [{"agent_selector": {"anonymous_agent": True}}]})
+    assert engine.next_job("anon-1") is not None
+    assert engine.next_job("anon-2") is None
+    clock.advance(30)
+    engine.tick()
+    job = engine.next_job("anon-2")
+    assert job is not None and job.id == test.id
+    assert engine.claim(test.id, "anon-1", Status.INITIATED).kind is Kind.CONFLICT
+    assert engine.claim(test.id, "anon-2", Status.INITIATED).kind is Kind.ACCEPTED
+    assert engine.get(test.id).summary.assigned_agent_id == "anon-2"  # type: ignore[union-attr]
+
+
+def test_stop_of_running_test_is_pending_until_terminal(engine: Engine) -> None:
+    """Stopping a RUNNING test gives STOPPING and a pending operation, done on STOPPED."""
+    test_id = running(engine)
+    op = engine.stop(test_id, principal="alice")
+    assert not op.done and op.created_by == "alice"
+    assert op.metadata is not None and op.metadata.test_id == test_id
+    assert engine.get(test_id).summary.status is Status.STOPPING  # type: ignore[union-attr]
+    again = engine.stop(test_id)
+    assert again.id == op.id
+    assert engine.signal(test_id, "agent-1").kind is SignalKind.STOP
+    assert engine.claim(test_id, "agent-1", Status.STOPPED).kind is Kind.ACCEPTED
+    done = engine.get_operation(op.id)
+    assert done.done and done.error is None and done.response is not None
+    assert done.response.summary is not None
+    assert done.response.summary.status is Status.STOPPED
+    assert done.response.summary.is_finished and done.response.summary.finished_at is not None
+
+
+def test_stop_of_created_test_cancels_at_once(engine: Engine) -> None:
+    """Stopping a CREATED test gives CANCELLED and a done operation."""
+    test = engine.create(spec())
+    op = engine.stop(test.id)
+    assert op.done and op.response is not None
+    assert op.response.summary is not None and op.response.summary.status is Status.CANCELLED
+
+
+def test_stop_of_terminal_test_is_rejected_without_change(engine: Engine) -> None:
+    """Stopping a DONE test raises Rejected (FAILED_PRECONDITION), logged, nothing changed."""
+    test_id = running(engine)
+    engine.claim(test_id, "agent-1", Status.DONE)
+    before = _fields(engine)
+    with pytest.raises(Rejected) as info:
+        engine.stop(test_id)
+    assert info.value.grpc_code == "FAILED_PRECONDITION"
+    assert info.value.outcome.status is Status.DONE
+    assert _fields(engine) == before
+    assert engine.events()[-1].outcome is Kind.CONFLICT
+
+
+def test_stale_claim_is_acknowledged_and_logged(engine: Engine) -> None:
+    """A backwards claim is STALE: ok for the agent, logged, version unchanged."""
+    test_id = running(engine)
+    version = engine.state(test_id).version
+    outcome = engine.claim(test_id, "agent-1", Status.PREPARING)
+    assert outcome.kind is Kind.STALE and not outcome.ok
+    assert engine.state(test_id).version == version
+    assert engine.events()[-1].outcome is Kind.STALE
+
+
+def test_claim_from_another_agent_is_a_conflict(engine: Engine) -> None:
+    """A claim for another agent's job is a CONFLICT and never reassigns the test."""
+    test_id = running(engine)
+    assert engine.claim(test_id, "agent-2", Status.DONE).kind is Kind.CONFLICT
+    assert engine.state(test_id).assigned_agent_id == "agent-1"
+    assert engine.signal(test_id, "agent-2").kind is SignalKind.STOP
+
+
+def test_agent_error_without_status_is_noted(engine: Engine) -> None:
+    """A claim with no status and an error text is recorded without a version bump."""
+    test_id = running(engine)
+    engine.claim(test_id, "agent-1", Status.DONE)
+    version = engine.state(test_id).version
+    assert engine.claim(test_id, "agent-1", None, "artifact upload failed").kind is Kind.NOTED
+    assert engine.state(test_id).version == version
+    assert engine.events()[-1].payload["error"] == "artifact upload failed"
+    with pytest.raises(InvalidArgument):
+        engine.claim(test_id, "agent-1", None, "")
+
+
+def test_silence_makes_lost_and_a_poll_recovers(engine: Engine, clock: ManualClock) -> None:
+    """No contact for lost_after makes an active test LOST; the next signal poll recovers it."""
+    test_id = running(engine)
+    clock.advance(29)
+    engine.tick()
+    assert engine.state(test_id).status is Status.RUNNING
+    clock.advance(1)
+    engine.tick()
+    assert engine.state(test_id).status is Status.LOST
+    assert engine.signal(test_id, "agent-1").kind is SignalKind.NONE
+    assert engine.state(test_id).status is Status.RUNNING
+
+
+def test_polls_keep_a_test_alive(engine: Engine, clock: ManualClock) -> None:
+    """An agent polling within lost_after never goes LOST, however long the test runs."""
+    test_id = running(engine)
+    for _ in range(10):
+        clock.advance(20)
+        engine.signal(test_id, "agent-1")
+        engine.tick()
+    assert engine.state(test_id).status is Status.RUNNING
+
+
+def test_busy_heartbeat_is_contact_but_ready_is_not(engine: Engine, clock: ManualClock) -> None:
+    """A TESTING heartbeat refreshes liveness; READY_FOR_TEST does not."""
+    test_id = running(engine)
+    clock.advance(20)
+    engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+    clock.advance(20)
+    engine.tick()
+    assert engine.state(test_id).status is Status.RUNNING
+    engine.agent_heartbeat("agent-1", AgentStatus.READY_FOR_TEST)
+    clock.advance(15)
+    engine.tick()
+    assert engine.state(test_id).status is Status.LOST
+
+
+def test_lost_expiry_fails_the_test(clock: ManualClock) -> None:
+    """With lost_expiry set, a test LOST for that long becomes FAILED naming the silence."""
+    engine = Engine(clock=clock, policies=Policies(lost_after=10, lost_expiry=60))
+    test_id = running(engine)
+    clock.advance(10)
+    engine.tick()
+    clock.advance(60)
+    engine.tick()
+    state = engine.state(test_id)
+    assert state.status is Status.FAILED and "60" in state.error
+
+
+def test_stop_of_lost_test_completes_at_once(engine: Engine, clock: ManualClock) -> None:
+    """A stop of a LOST test is STOPPED at once; a returning agent gets STOP."""
+    test_id = running(engine)
+    clock.advance(30)
+    engine.tick()
+    op = engine.stop(test_id)
+    assert op.done and engine.state(test_id).status is Status.STOPPED
+    assert engine.signal(test_id, "agent-1").kind is SignalKind.STOP
+
+
+def test_waiting_gets_run_in(engine: Engine) -> None:
+    """A WAITING test's agent is told RUN_IN at once."""
+    test_id = running(engine, status=Status.WAITING)
+    signal = engine.signal(test_id, "agent-1")
+    assert signal.kind is SignalKind.RUN_IN and signal.run_in == 0.0
+
+
+def test_delete_then_tick_removes_and_keeps_a_tombstone(engine: Engine, clock: ManualClock) -> None:
+    """A terminal test can be deleted: DELETING, then gone at the next tick; the log keeps it."""
+    test_id = running(engine)
+    with pytest.raises(Rejected):
+        engine.delete(test_id)
+    engine.claim(test_id, "agent-1", Status.DONE)
+    assert engine.delete(test_id).summary.status is Status.DELETING  # type: ignore[union-attr]
+    engine.tick()
+    with pytest.raises(NotFound):
+        engine.get(test_id)
+    assert engine.events()[-1].event == "purge"
+
+
+def test_operation_for_deleted_lost_stopping_test_completes_with_error(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A pending stop whose LOST test is deleted completes with an ABORTED error."""
+    test_id = running(engine)
+    op = engine.stop(test_id)
+    clock.advance(30)
+    engine.tick()
+    assert engine.state(test_id).status is Status.LOST
+    engine.delete(test_id)
+    done = engine.get_operation(op.id)
+    assert done.done and done.error is not None and done.error.code == 10
+
+
+def test_list_filters_and_pages(engine: Engine, clock: ManualClock) -> None:
+    """list_tests filters by the documented grammar and pages newest first with tokens."""
+    ids = []
+    for i in range(5):
+        clock.advance(1)
+        ids.append(engine.create(spec(name=f"n{i}", tags=[{"key": "team", "value": "x"}])).id)
+    engine.stop(ids[0])
+    page, token = engine.list_tests(page_size=2)
+    assert [t.id for t in page] == ids[:2:-1][:2] or [t.id for t in page] == [ids[4], ids[3]]
+    seen = [t.id for t in page]
+    while token:
+        page, token = engine.list_tests(page_size=2, page_token=token)
+        seen += [t.id for t in page]
+    assert seen == ids[::-1]
+    done, _ = engine.list_tests(filter="summary.status = \"CANCELLED\"")
+    assert [t.id for t in done] == [ids[0]]
+    named, _ = engine.list_tests(filter='details.name IN ("n1", "n2") AND details.tags.team:"x"')
+    assert sorted(t.id for t in named) == sorted(ids[1:3])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"filter": "summary.status = "},
+        {"filter": "nonsense = 1"},
+        {"page_token": "not-a-token"},
+        {"page_size": -1},
+    ],
+)
+def test_bad_list_arguments_raise(engine: Engine, kwargs: dict[str, object]) -> None:
+    """Malformed filters, page tokens and page sizes raise InvalidArgument."""
+    engine.create(spec())
+    with pytest.raises(InvalidArgument):
+        engine.list_tests(**kwargs)  # type: ignore[arg-type]
+
+
+def test_page_token_of_another_query_is_refused(engine: Engine) -> None:
+    """A page token is bound to its filter: reusing it with another filter is refused."""
+    for _ in range(3):
+        engine.create(spec())
+    _, token = engine.list_tests(page_size=1)
+    with pytest.raises(InvalidArgument, match="page_token"):
+        engine.list_tests(page_size=1, page_token=token, filter='summary.status = "CREATED"')
+
+
+def test_replay_rebuilds_tests_and_operations(engine: Engine, clock: ManualClock) -> None:
+    """Replaying the event log from empty gives every test and operation exactly."""
+    a = running(engine)
+    b = running(engine)
+    engine.stop(a)
+    engine.report_imbalance(b, "agent-1", at=clock.now(), rps=120, comment="q99")
+    engine.claim(b, "agent-1", Status.AUTOSTOPPED)
+    engine.claim(a, "agent-1", Status.STOPPED)
+    c = engine.create(spec()).id
+    engine.stop(c)
+    engine.delete(c)
+    engine.tick()
+    tests, ops = Engine.replay(engine.events())
+    assert {k: v.fields() for k, v in tests.items()} == {
+        s.id: s.fields() for s in engine.store.iter_tests()
+    }
+    assert ops == {op.id: op for op in engine.store.iter_operations()}
+    for state in engine.store.iter_tests():
+        assert check_state(state) == []
+    for op in engine.store.iter_operations():
+        assert check_operation(op, engine.store.get_test(op.test_id)) == []
+
+
+def test_restart_rebuilds_indexes(clock: ManualClock) -> None:
+    """A new engine over the same store still hands out pending jobs and fires deadlines."""
+    store = MemoryStore()
+    first = Engine(store, clock=clock, ids=counter_ids())
+    pending = first.create(spec("agent-9")).id
+    active = running(first)
+    second = Engine(store, clock=clock, ids=counter_ids())
+    job = second.next_job("agent-9")
+    assert job is not None and job.id == pending
+    clock.advance(30)
+    second.tick()
+    assert second.state(active).status is Status.LOST
+
+
+def test_policies_are_validated() -> None:
+    """Policies refuse non-positive lost_after and unknown fields."""
+    with pytest.raises(ValueError):
+        Policies(lost_after=0)
+    with pytest.raises(ValueError):
+        Policies(nonsense=1)  # type: ignore[call-arg]
