@@ -43,6 +43,8 @@ def build_machine(model: PhaseHolder | None = None, initial: str = "CREATED") ->
         ignore_invalid_triggers=False,
         send_event=False,
     )
+    for trigger in Trigger:  # every trigger exists, so an unlisted pair raises MachineError
+        machine.add_transition(trigger.value, source=[], dest=None)
     for rule in RULES:
         if rule.kind is Kind.ACCEPTED:
             dest = REMOVED if rule.dest is None else rule.dest.name

@@ -199,7 +199,7 @@ def _parse(text: str, fields: dict[str, tuple[str, frozenset[str]]]) -> Filter:
         kind, name, pos = take()
         if kind != "word":
             raise _bad(f"expected a field name, got {name!r}", pos)
-        spec = fields.get(name)
+        spec = None if name.endswith(".") else fields.get(name)
         if spec is None:
             prefix = next((p for p in fields if p.endswith(".") and name.startswith(p)), None)
             if prefix is None or not _TAG.match(name[len(prefix) :]):
