@@ -246,9 +246,7 @@ class ImbalancePoint(Message):
 
 
 class Summary(Message):
-    status: Annotated[
-        Status, PlainSerializer(lambda s: s.name, return_type=str, when_used="json")
-    ]
+    status: Annotated[Status, PlainSerializer(lambda s: s.name, return_type=str, when_used="json")]
     created_at: Timestamp | None = None
     created_by: Str = ""
     started_at: Timestamp | None = None

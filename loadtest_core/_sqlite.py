@@ -69,7 +69,6 @@ CREATE TABLE agents (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
-
 def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     """A migration running ``script`` statement by statement, inside the caller's transaction."""
 
@@ -260,9 +259,11 @@ class SqliteStore:
         return s
 
     def get_test(self, test_id: str) -> TestState | None:
-        row = self._db().execute(
-            f"SELECT {_TEST_COLUMNS} FROM tests WHERE id = ?", (test_id,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(f"SELECT {_TEST_COLUMNS} FROM tests WHERE id = ?", (test_id,))
+            .fetchone()
+        )
         return None if row is None else self._state(row)
 
     def iter_tests(self) -> Iterator[TestState]:
@@ -323,16 +324,22 @@ class SqliteStore:
     # --- operations, agents, log --------------------------------------------------
 
     def get_operation(self, op_id: str) -> StopOperation | None:
-        row = self._db().execute(
-            "SELECT id, test_id, done, body FROM operations WHERE id = ?", (op_id,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT id, test_id, done, body FROM operations WHERE id = ?", (op_id,))
+            .fetchone()
+        )
         return None if row is None else _op_from(*row)
 
     def inflight_operation(self, test_id: str) -> StopOperation | None:
-        row = self._db().execute(
-            "SELECT id, test_id, done, body FROM operations WHERE test_id = ? AND done = 0",
-            (test_id,),
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT id, test_id, done, body FROM operations WHERE test_id = ? AND done = 0",
+                (test_id,),
+            )
+            .fetchone()
+        )
         return None if row is None else _op_from(*row)
 
     def iter_operations(self) -> Iterator[StopOperation]:
@@ -356,11 +363,15 @@ class SqliteStore:
         return (AgentRecord.from_data(json.loads(r[0])) for r in rows)
 
     def read_log(self, after_seq: int = 0, limit: int | None = None) -> list[LogRecord]:
-        rows = self._db().execute(
-            "SELECT seq, test_id, at, actor, event, payload, from_status, to_status, outcome, "
-            "reason, version FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, -1 if limit is None else limit),
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT seq, test_id, at, actor, event, payload, from_status, to_status, outcome, "
+                "reason, version FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, -1 if limit is None else limit),
+            )
+            .fetchall()
+        )
         return [
             LogRecord(
                 seq,

@@ -31,7 +31,9 @@ timestamps = st.datetimes(
 statuses = st.sampled_from([s for s in Status if s is not Status.STATUS_UNSPECIFIED])
 
 object_storage = st.builds(ObjectStorage, bucket=text, name=text)
-file_pointer = st.one_of(st.builds(FilePointer), st.builds(FilePointer, object_storage=object_storage))
+file_pointer = st.one_of(
+    st.builds(FilePointer), st.builds(FilePointer, object_storage=object_storage)
+)
 agent_selector = st.one_of(
     st.builds(AgentSelector),
     st.builds(AgentSelector, agent_id=text),

@@ -103,9 +103,7 @@ def test_job_handout_follows_the_selector(engine: Engine) -> None:
     assert job3 is not None and job3.id == anonymous.id
 
 
-def test_lease_lapses_and_the_job_goes_to_another_agent(
-    engine: Engine, clock: ManualClock
-) -> None:
+def test_lease_lapses_and_the_job_goes_to_another_agent(engine: Engine, clock: ManualClock) -> None:
     """An unclaimed hand-out lapses after lost_after; then another matching agent gets it."""
     test = engine.create({"configurations": [{"agent_selector": {"anonymous_agent": True}}]})
     assert engine.next_job("anon-1") is not None
@@ -295,7 +293,7 @@ def test_list_filters_and_pages(engine: Engine, clock: ManualClock) -> None:
         page, token = engine.list_tests(page_size=2, page_token=token)
         seen += [t.id for t in page]
     assert seen == ids[::-1]
-    done, _ = engine.list_tests(filter="summary.status = \"CANCELLED\"")
+    done, _ = engine.list_tests(filter='summary.status = "CANCELLED"')
     assert [t.id for t in done] == [ids[0]]
     named, _ = engine.list_tests(filter='details.name IN ("n1", "n2") AND details.tags.team:"x"')
     assert sorted(t.id for t in named) == sorted(ids[1:3])

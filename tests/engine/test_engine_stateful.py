@@ -30,9 +30,19 @@ from loadtest_core._lifecycle import Outcome
 from tests.engine.conftest import counter_ids, spec
 
 AGENTS = ("agent-1", "agent-2", "agent-3")
-CLAIMABLE = [s for s in Status if s not in (Status.STATUS_UNSPECIFIED, Status.CREATED,
-                                              Status.STOPPING, Status.LOST, Status.CANCELLED,
-                                              Status.DELETING)]
+CLAIMABLE = [
+    s
+    for s in Status
+    if s
+    not in (
+        Status.STATUS_UNSPECIFIED,
+        Status.CREATED,
+        Status.STOPPING,
+        Status.LOST,
+        Status.CANCELLED,
+        Status.DELETING,
+    )
+]
 
 
 class EngineMachine(RuleBasedStateMachine):

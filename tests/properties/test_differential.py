@@ -25,8 +25,11 @@ from loadtest_core import (
 from loadtest_core._machine import PhaseHolder, build_machine
 from loadtest_core._table import Trigger
 
-CLAIMS = [s for s in Status if s.rank or s in (Status.DONE, Status.FAILED, Status.STOPPED,
-                                                Status.AUTOSTOPPED)]
+CLAIMS = [
+    s
+    for s in Status
+    if s.rank or s in (Status.DONE, Status.FAILED, Status.STOPPED, Status.AUTOSTOPPED)
+]
 events = st.one_of(
     st.builds(Claim, st.just("a"), st.sampled_from(CLAIMS), st.sampled_from(["", "e"])),
     st.builds(Contact, st.just("a")),

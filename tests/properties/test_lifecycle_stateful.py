@@ -90,8 +90,11 @@ class Ref:
         if self.status == "LOST":
             back = self.remembered
             self.remembered = None
-            return self.accept("STOPPING" if back == "STOPPING" else target) if rank > self.rank \
+            return (
+                self.accept("STOPPING" if back == "STOPPING" else target)
+                if rank > self.rank
                 else self.accept(back or target)
+            )
         if rank == self.rank:
             return "unchanged"
         if self.status == "STOPPING":
@@ -153,8 +156,12 @@ class LifecycleMachine(RuleBasedStateMachine):
     def _live(self, i: int) -> bool:
         return not self.refs[i].gone
 
-    @rule(i=st.integers(0, 2), agent=st.sampled_from(AGENTS),
-          claimed=st.sampled_from(STAGES + OUTCOMES), error=st.sampled_from(["", "boom"]))
+    @rule(
+        i=st.integers(0, 2),
+        agent=st.sampled_from(AGENTS),
+        claimed=st.sampled_from(STAGES + OUTCOMES),
+        error=st.sampled_from(["", "boom"]),
+    )
     def claim(self, i: int, agent: str, claimed: str, error: str) -> None:
         i %= len(self.states)
         if not self._live(i):

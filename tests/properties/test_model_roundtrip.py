@@ -24,7 +24,8 @@ def test_json_round_trip(name: str, data: st.DataObject) -> None:
 def test_every_message_has_a_strategy() -> None:
     """The round trip covers every model the package exports."""
     models = {
-        n for n in loadtest_core.__all__
+        n
+        for n in loadtest_core.__all__
         if isinstance(getattr(loadtest_core, n), type)
         and issubclass(getattr(loadtest_core, n), Message)
         and n not in ("Message", "TestSpec")

@@ -26,9 +26,11 @@ from loadtest_core import (
         (AgentSelector, {"agent_id": "a", "match_by_filter": "x"}, "agent"),
         (AgentSelector, {"agent_id": "a", "anonymous_agent": False}, "agent"),
         (Operation, {"error": {"code": 1}, "response": {}}, "result"),
-        (Test, {"configurations": [{"agent_selector": {"agentId": "a",
-                                                        "anonymousAgent": True}}]},
-         "configurations[0].agent_selector.agent"),
+        (
+            Test,
+            {"configurations": [{"agent_selector": {"agentId": "a", "anonymousAgent": True}}]},
+            "configurations[0].agent_selector.agent",
+        ),
     ],
 )
 def test_two_oneof_members_are_rejected(cls: type, data: dict[str, object], field: str) -> None:
@@ -147,25 +149,42 @@ def test_malformed_json_is_invalid_argument() -> None:
 def test_seed_shaped_operation_parses() -> None:
     """A complete Operation in the seed's JSON shape parses and round-trips."""
     doc = {
-        "id": "op1", "description": "Stop test", "created_at": "2024-05-01T10:00:00Z",
-        "created_by": "user1", "modified_at": "2024-05-01T10:01:00Z", "done": True,
+        "id": "op1",
+        "description": "Stop test",
+        "created_at": "2024-05-01T10:00:00Z",
+        "created_by": "user1",
+        "modified_at": "2024-05-01T10:01:00Z",
+        "done": True,
         "metadata": {"test_id": "t1"},
         "response": {
             "id": "t1",
-            "configurations": [{
-                "config_id": "c1", "agent_selector": {"agent_id": "a1"},
-                "files": {"ammo.txt": {"object_storage": {"bucket": "b", "name": "n"}}},
-            }],
+            "configurations": [
+                {
+                    "config_id": "c1",
+                    "agent_selector": {"agent_id": "a1"},
+                    "files": {"ammo.txt": {"object_storage": {"bucket": "b", "name": "n"}}},
+                }
+            ],
             "details": {
-                "name": "n", "description": "d", "tags": [{"key": "k", "value": "v"}],
+                "name": "n",
+                "description": "d",
+                "tags": [{"key": "k", "value": "v"}],
                 "logging_log_group_id": "lg",
-                "artifact_settings": {"object_storage_bucket": "out", "is_archive": True,
-                                      "filter_include": ["*"], "filter_exclude": ["phout.log"]},
+                "artifact_settings": {
+                    "object_storage_bucket": "out",
+                    "is_archive": True,
+                    "filter_include": ["*"],
+                    "filter_exclude": ["phout.log"],
+                },
             },
             "summary": {
-                "status": "STOPPED", "created_at": "2024-05-01T09:00:00Z", "created_by": "u",
-                "started_at": "2024-05-01T09:01:00Z", "finished_at": "2024-05-01T10:01:00Z",
-                "is_finished": True, "error": "",
+                "status": "STOPPED",
+                "created_at": "2024-05-01T09:00:00Z",
+                "created_by": "u",
+                "started_at": "2024-05-01T09:01:00Z",
+                "finished_at": "2024-05-01T10:01:00Z",
+                "is_finished": True,
+                "error": "",
                 "imbalance_point": {"at": "2024-05-01T09:30:00Z", "rps": "1500", "comment": "c"},
                 "assigned_agent_id": "a1",
                 "artifacts": {"object_storage": {"bucket": "out", "name": "t1.tar"}},

@@ -17,10 +17,15 @@ def test_numbers_are_the_protobuf_numbers() -> None:
 def test_groups_follow_the_spec() -> None:
     """Execution is ordered by rank with WAITING between PREPARING and RUNNING."""
     assert [s.name for s in EXECUTION] == [
-        "INITIATED", "PREPARING", "WAITING", "RUNNING", "FINISHING", "POST_PROCESSING",
+        "INITIATED",
+        "PREPARING",
+        "WAITING",
+        "RUNNING",
+        "FINISHING",
+        "POST_PROCESSING",
     ]
     assert [s.rank for s in EXECUTION] == [1, 2, 3, 4, 5, 6]
-    assert ACTIVE == frozenset(EXECUTION) | {Status.STOPPING}
+    assert frozenset(EXECUTION) | {Status.STOPPING} == ACTIVE
     assert {s.name for s in TERMINAL} == {"DONE", "FAILED", "STOPPED", "AUTOSTOPPED", "CANCELLED"}
     assert Status.WAITING.rank > Status.PREPARING.rank
     assert Status.WAITING.value > Status.RUNNING.value

@@ -46,28 +46,50 @@ ROUTES: dict[str, list[Event]] = {
     "DELETING": [Claim(A, S.RUNNING), Claim(A, S.DONE), Delete()],
 }
 
-ACC, UNCH, NOTED, STALE, CONF = (Kind.ACCEPTED, Kind.UNCHANGED, Kind.NOTED, Kind.STALE,
-                                 Kind.CONFLICT)
+ACC, UNCH, NOTED, STALE, CONF = (
+    Kind.ACCEPTED,
+    Kind.UNCHANGED,
+    Kind.NOTED,
+    Kind.STALE,
+    Kind.CONFLICT,
+)
 TERMINALS = ("DONE", "FAILED", "STOPPED", "AUTOSTOPPED", "CANCELLED")
 
 
 def expected(status: str, event: str) -> tuple[Kind, str | None]:
     """Spec §3 as a literal table: (kind, status after) for a representative phase."""
-    outcome_claims = {"claim DONE": "DONE", "claim FAILED": "FAILED",
-                      "claim STOPPED": "STOPPED", "claim AUTOSTOPPED": "AUTOSTOPPED"}
+    outcome_claims = {
+        "claim DONE": "DONE",
+        "claim FAILED": "FAILED",
+        "claim STOPPED": "STOPPED",
+        "claim AUTOSTOPPED": "AUTOSTOPPED",
+    }
     if status == "CREATED":
         return {
-            "claim INITIATED": (ACC, "INITIATED"), "claim RUNNING": (ACC, "RUNNING"),
-            "claim FAILED": (ACC, "FAILED"), "claim DONE": (CONF, "CREATED"),
-            "claim STOPPED": (CONF, "CREATED"), "claim AUTOSTOPPED": (CONF, "CREATED"),
-            "stop": (ACC, "CANCELLED"), "delete": (ACC, "DELETING"),
-            "contact": (UNCH, "CREATED"), "note": (NOTED, "CREATED"),
-            "imbalance": (CONF, "CREATED"), "lose": (CONF, "CREATED"),
-            "expire": (CONF, "CREATED"), "purge": (CONF, "CREATED"),
+            "claim INITIATED": (ACC, "INITIATED"),
+            "claim RUNNING": (ACC, "RUNNING"),
+            "claim FAILED": (ACC, "FAILED"),
+            "claim DONE": (CONF, "CREATED"),
+            "claim STOPPED": (CONF, "CREATED"),
+            "claim AUTOSTOPPED": (CONF, "CREATED"),
+            "stop": (ACC, "CANCELLED"),
+            "delete": (ACC, "DELETING"),
+            "contact": (UNCH, "CREATED"),
+            "note": (NOTED, "CREATED"),
+            "imbalance": (CONF, "CREATED"),
+            "lose": (CONF, "CREATED"),
+            "expire": (CONF, "CREATED"),
+            "purge": (CONF, "CREATED"),
         }[event]
     if status in ("INITIATED", "PREPARING", "WAITING", "RUNNING", "FINISHING", "POST_PROCESSING"):
-        rank = ["INITIATED", "PREPARING", "WAITING", "RUNNING", "FINISHING",
-                "POST_PROCESSING"].index(status)
+        rank = [
+            "INITIATED",
+            "PREPARING",
+            "WAITING",
+            "RUNNING",
+            "FINISHING",
+            "POST_PROCESSING",
+        ].index(status)
         if event == "claim INITIATED":
             return (UNCH, status) if rank == 0 else (STALE, status)
         if event == "claim RUNNING":
@@ -77,43 +99,67 @@ def expected(status: str, event: str) -> tuple[Kind, str | None]:
         if event in outcome_claims:
             return ACC, outcome_claims[event]
         return {
-            "stop": (ACC, "STOPPING"), "lose": (ACC, "LOST"), "delete": (CONF, status),
-            "contact": (UNCH, status), "note": (NOTED, status), "imbalance": (ACC, status),
-            "expire": (CONF, status), "purge": (CONF, status),
+            "stop": (ACC, "STOPPING"),
+            "lose": (ACC, "LOST"),
+            "delete": (CONF, status),
+            "contact": (UNCH, status),
+            "note": (NOTED, status),
+            "imbalance": (ACC, status),
+            "expire": (CONF, status),
+            "purge": (CONF, status),
         }[event]
     if status == "STOPPING":  # last agent rank: RUNNING
         if event in outcome_claims:
             return ACC, outcome_claims[event]
         return {
-            "claim INITIATED": (STALE, "STOPPING"), "claim RUNNING": (UNCH, "STOPPING"),
-            "stop": (UNCH, "STOPPING"), "lose": (ACC, "LOST"), "delete": (CONF, "STOPPING"),
-            "contact": (UNCH, "STOPPING"), "note": (NOTED, "STOPPING"),
-            "imbalance": (ACC, "STOPPING"), "expire": (CONF, "STOPPING"),
+            "claim INITIATED": (STALE, "STOPPING"),
+            "claim RUNNING": (UNCH, "STOPPING"),
+            "stop": (UNCH, "STOPPING"),
+            "lose": (ACC, "LOST"),
+            "delete": (CONF, "STOPPING"),
+            "contact": (UNCH, "STOPPING"),
+            "note": (NOTED, "STOPPING"),
+            "imbalance": (ACC, "STOPPING"),
+            "expire": (CONF, "STOPPING"),
             "purge": (CONF, "STOPPING"),
         }[event]
     if status == "LOST":  # remembers RUNNING
         if event in outcome_claims:
             return ACC, outcome_claims[event]
         return {
-            "claim INITIATED": (STALE, "LOST"), "claim RUNNING": (ACC, "RUNNING"),
-            "stop": (ACC, "STOPPED"), "lose": (CONF, "LOST"), "delete": (ACC, "DELETING"),
-            "contact": (ACC, "RUNNING"), "note": (NOTED, "LOST"), "imbalance": (ACC, "LOST"),
-            "expire": (ACC, "FAILED"), "purge": (CONF, "LOST"),
+            "claim INITIATED": (STALE, "LOST"),
+            "claim RUNNING": (ACC, "RUNNING"),
+            "stop": (ACC, "STOPPED"),
+            "lose": (CONF, "LOST"),
+            "delete": (ACC, "DELETING"),
+            "contact": (ACC, "RUNNING"),
+            "note": (NOTED, "LOST"),
+            "imbalance": (ACC, "LOST"),
+            "expire": (ACC, "FAILED"),
+            "purge": (CONF, "LOST"),
         }[event]
     if status in TERMINALS:
         if event in outcome_claims:
             return (STALE if outcome_claims[event] == status else CONF), status
         return {
-            "claim INITIATED": (CONF, status), "claim RUNNING": (CONF, status),
-            "stop": (CONF, status), "lose": (CONF, status), "delete": (ACC, "DELETING"),
-            "contact": (UNCH, status), "note": (NOTED, status),
+            "claim INITIATED": (CONF, status),
+            "claim RUNNING": (CONF, status),
+            "stop": (CONF, status),
+            "lose": (CONF, status),
+            "delete": (ACC, "DELETING"),
+            "contact": (UNCH, status),
+            "note": (NOTED, status),
             "imbalance": ((CONF if status == "CANCELLED" else ACC), status),
-            "expire": (CONF, status), "purge": (CONF, status),
+            "expire": (CONF, status),
+            "purge": (CONF, status),
         }[event]
     assert status == "DELETING"
     return {
-        "delete": (UNCH, "DELETING"), "purge": (ACC, None), "contact": (UNCH, "DELETING"),
-        "note": (NOTED, "DELETING"), "imbalance": (CONF, "DELETING"),
+        "delete": (UNCH, "DELETING"),
+        "purge": (ACC, None),
+        "contact": (UNCH, "DELETING"),
+        "note": (NOTED, "DELETING"),
+        "imbalance": (CONF, "DELETING"),
     }.get(event, (CONF, "DELETING"))
 
 
