@@ -1,0 +1,207 @@
+"""SqliteStore: the same behaviour as MemoryStore, durably, all-or-nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from loadtest_core import (
+    AgentRecord,
+    Claim,
+    Commit,
+    Engine,
+    Kind,
+    LogRecord,
+    ManualClock,
+    MemoryStore,
+    SqliteStore,
+    Status,
+    StopOperation,
+    StoreError,
+    TestSpec,
+    TestState,
+    VersionConflict,
+    apply,
+)
+from loadtest_core._store import Store
+from tests.engine.conftest import counter_ids, running, spec
+
+SPEC = TestSpec.from_data(spec(name="x", tags=[{"key": "plan_id", "value": "1"}]))
+
+
+def record(test_id: str, version: int, event: str = "claim_RUNNING") -> LogRecord:
+    return LogRecord(
+        0,
+        test_id,
+        10.0 + version,
+        "agent",
+        event,
+        {"n": version},
+        Status.CREATED,
+        Status.RUNNING,
+        Kind.ACCEPTED,
+        "why",
+        version,
+    )
+
+
+def commits() -> list[Commit]:
+    """A scripted history: insert, update with an operation, a stale write, a removal."""
+    a = TestState("a", 1.5, "alice", SPEC)
+    b = TestState("b", 2.25, "bob", None)
+    a2 = a.copy()
+    apply(a2, Claim("agent", Status.RUNNING), 3.125)
+    op = StopOperation("op1", "a", 3.5, "alice", 3.5)
+    done = op.copy()
+    done.done, done.response = True, {"id": "a"}
+    return [
+        Commit("a", 0, test=a, records=(record("a", 1, "create"),)),
+        Commit("b", 0, test=b, records=(record("b", 1, "create"),)),
+        Commit("a", 1, test=a2, operations=(op,), records=(record("a", 2),)),
+        Commit("a", 1, test=a2, records=(record("a", 2),)),  # stale: version moved
+        Commit("a", 0, test=a, records=(record("a", 1),)),  # insert of an existing id
+        Commit("b", 1, remove=True, operations=(done,), records=(record("b", 2, "purge"),)),
+    ]
+
+
+def apply_all(store: Store) -> list[str]:
+    results = []
+    for c in commits():
+        try:
+            store.commit(c)
+            results.append("ok")
+        except VersionConflict:
+            results.append("conflict")
+    return results
+
+
+def dump(store: Store) -> tuple[object, ...]:
+    tests = sorted((s.fields() for s in store.iter_tests()), key=lambda f: str(f["id"]))
+    specs = sorted((s.id, s.spec) for s in store.iter_tests())
+    ops = sorted(store.iter_operations(), key=lambda o: o.id)
+    log = [r._replace(seq=0) for r in store.read_log()]
+    return tests, specs, ops, log, store.inflight_operation("a")
+
+
+def test_same_history_as_memory_store(tmp_path: Path) -> None:
+    """The same commits give the same tests, operations, log and conflicts as MemoryStore."""
+    memory, disk = MemoryStore(), SqliteStore(tmp_path / "s.db")
+    assert (
+        apply_all(memory)
+        == apply_all(disk)
+        == [
+            "ok",
+            "ok",
+            "ok",
+            "conflict",
+            "conflict",
+            "ok",
+        ]
+    )
+    assert dump(memory) == dump(disk)
+    assert [r.seq for r in disk.read_log()] == [1, 2, 3, 4]
+
+
+def test_reopen_keeps_everything_and_floats_exactly(tmp_path: Path) -> None:
+    """Closing and reopening the file gives back every row, floats bit for bit."""
+    first = SqliteStore(tmp_path / "s.db")
+    apply_all(first)
+    first.put_agent(AgentRecord("agent-1", "tank", {"pool": "a"}, 5.5, "f"))
+    before = dump(first)
+    first.close()
+    again = SqliteStore(tmp_path / "s.db")
+    assert dump(again) == before
+    assert again.get_agent("agent-1") == AgentRecord("agent-1", "tank", {"pool": "a"}, 5.5, "f")
+    assert [a.id for a in again.iter_agents()] == ["agent-1"]
+    state = again.get_test("a")
+    assert state is not None and state.created_at == 1.5 and state.started_at == 3.125
+
+
+def test_conflict_writes_nothing(tmp_path: Path) -> None:
+    """A compare-and-set failure leaves no log row and no operation row behind."""
+    store = SqliteStore(tmp_path / "s.db")
+    store.commit(commits()[0])
+    op = StopOperation("op9", "a", 1.0, "u", 1.0)
+    with pytest.raises(VersionConflict):
+        store.commit(
+            Commit("a", 7, test=TestState("a", 1.0), operations=(op,), records=(record("a", 8),))
+        )
+    assert len(store.read_log()) == 1 and store.get_operation("op9") is None
+
+
+def test_error_mid_commit_rolls_everything_back(tmp_path: Path) -> None:
+    """A failure after the test row is written rolls back the row, the op and the log."""
+    store = SqliteStore(tmp_path / "s.db")
+    store.commit(commits()[0])
+    bad = record("a", 2)._replace(payload={"x": object()})
+    a2 = store.get_test("a")
+    assert a2 is not None
+    a2.version = 2
+    with pytest.raises(TypeError):
+        store.commit(
+            Commit("a", 1, test=a2, operations=(StopOperation("o", "a", 1, "", 1),), records=(bad,))
+        )
+    state = store.get_test("a")
+    assert state is not None and state.version == 1
+    assert store.get_operation("o") is None and len(store.read_log()) == 1
+
+
+def test_wal_and_integrity(tmp_path: Path) -> None:
+    """The file is in WAL mode and passes PRAGMA integrity_check."""
+    store = SqliteStore(tmp_path / "s.db")
+    apply_all(store)
+    db = sqlite3.connect(tmp_path / "s.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.integrity_check() == "ok"
+
+
+def test_schema_version_and_future_files(tmp_path: Path) -> None:
+    """A new file gets the current schema; reopening is idempotent; a newer file is refused."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    assert store.schema_version == 1
+    store.close()
+    assert SqliteStore(path).schema_version == 1
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version 999"):
+        SqliteStore(path)
+
+
+def test_migration_from_an_empty_version_zero_file(tmp_path: Path) -> None:
+    """A file with a meta table at version 0 is migrated to the current schema."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '0')")
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    assert store.schema_version == 1
+    apply_all(store)
+    assert len(list(store.iter_tests())) == 1
+
+
+def test_memory_path_is_refused() -> None:
+    """':memory:' is refused with a pointer to MemoryStore."""
+    with pytest.raises(ValueError, match="MemoryStore"):
+        SqliteStore(":memory:")
+
+
+def test_engine_restart_on_sqlite_keeps_tests_and_operations(tmp_path: Path) -> None:
+    """An engine reopened on the same file sees every test, operation and the full log."""
+    clock = ManualClock()
+    first = Engine(SqliteStore(tmp_path / "e.db"), clock=clock, ids=counter_ids())
+    test_id = running(first)
+    op = first.stop(test_id)
+    first.store.close()
+    second = Engine(SqliteStore(tmp_path / "e.db"), clock=clock, ids=counter_ids())
+    assert second.get_operation(op.id) == op
+    assert second.claim(test_id, "agent-1", Status.STOPPED).kind is Kind.ACCEPTED
+    assert second.get_operation(op.id).done
+    tests, _ops = Engine.replay(second.events())
+    assert tests[test_id].fields() == second.state(test_id).fields()
