@@ -192,6 +192,7 @@ class Engine:
         self._pending_anonymous: deque[str] = deque()
         self._pending_filter: deque[str] = deque()
         self._filters: dict[str, Filter] = {}
+        self._tagged: dict[tuple[str, str], set[str]] = {}
         self._rebuild()
 
     # --- time and indexes -----------------------------------------------------
@@ -236,9 +237,14 @@ class Engine:
         if after is None:
             assert before is not None
             self._forget(before.id, before.assigned_agent_id)
+            for tag in _tags(before):
+                self._tagged.get(tag, set()).discard(before.id)
             return
         status = after.status
         was = None if before is None else before.status
+        if before is None:
+            for tag in _tags(after):
+                self._tagged.setdefault(tag, set()).add(after.id)
         if status is Status.CREATED and was is None:
             self._queue_pending(after)
         if status in ACTIVE and was not in ACTIVE:
@@ -450,6 +456,13 @@ class Engine:
         token = _encode_token((page[-1].created_at, page[-1].id), fingerprint) if more else ""
         return [self.snapshot(s) for s in page], token
 
+    def tests_with_tag(self, key: str, value: str) -> list[str]:
+        """Ids of the tests carrying the tag ``key=value``, oldest first (an index, O(hits))."""
+        with self._lock:
+            ids = list(self._tagged.get((key, value), ()))
+        states = [s for s in map(self.store.get_test, ids) if s is not None]
+        return [s.id for s in sorted(states, key=lambda s: (s.created_at, s.id))]
+
     def events(self, after_seq: int = 0, limit: int | None = None) -> list[LogRecord]:
         return self.store.read_log(after_seq, limit)
 
@@ -517,6 +530,11 @@ class Engine:
                     self._schedule(now + self.policies.lease_after, "lease", test_id)
                     return Job(test_id, self.snapshot(state))
             return None
+
+    def job_holder(self, job_id: str) -> str | None:
+        """The agent a job belongs to: the assigned agent, else the lease holder, else None."""
+        state = self._get(job_id)
+        return state.assigned_agent_id or self._lease.get(job_id)
 
     def _agent_guard(self, agent_id: str) -> Callable[[TestState], Outcome | None]:
         """Reject job events from an agent that does not hold the job of a CREATED test."""
@@ -737,6 +755,13 @@ def _event_from(r: LogRecord) -> Event:
     if r.event.startswith("claim_"):
         return Claim(p["agent_id"], Status[p["status"]], p["error"])
     return kinds[r.event]()
+
+
+def _tags(state: TestState) -> list[tuple[str, str]]:
+    spec: TestSpec | None = state.spec
+    if spec is None or spec.details is None:
+        return []
+    return [(tag.key, tag.value) for tag in spec.details.tags]
 
 
 def _folder(state: TestState) -> str:

@@ -91,7 +91,10 @@ rpc_status = st.builds(
     message=text,
     details=st.lists(
         st.fixed_dictionaries(
-            {"@type": st.just("type.googleapis.com/google.rpc.ErrorInfo"), "reason": text}
+            {
+                "@type": st.just("type.googleapis.com/google.rpc.ErrorInfo"),
+                "reason": st.text(min_size=1, max_size=8),
+            }
         ),
         max_size=1,
     ).map(tuple),

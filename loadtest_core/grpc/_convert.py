@@ -1,0 +1,125 @@
+"""Lossless conversion between the pydantic models and the generated protobuf messages.
+
+Both sides speak proto3 JSON, so conversion goes through ``json_format`` with
+snake_case names; ``Operation.metadata`` and ``response`` are ``Any`` and are
+packed and unpacked explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message as ProtoMessage
+from google.rpc import error_details_pb2, status_pb2  # noqa: F401  (registers ErrorInfo for Any)
+from yandex.cloud.loadtesting.api.v1 import test_service_pb2
+from yandex.cloud.loadtesting.api.v1.common import tag_pb2
+from yandex.cloud.loadtesting.api.v1.test import (
+    agent_selector_pb2,
+    artifact_settings_pb2,
+    details_pb2,
+    file_pointer_pb2,
+    imbalance_point_pb2,
+    object_storage_pb2,
+    single_agent_configuration_pb2,
+    summary_pb2,
+    test_pb2,
+)
+from yandex.cloud.operation import operation_pb2
+
+from loadtest_core import (
+    AgentSelector,
+    ArtifactSettings,
+    Details,
+    FilePointer,
+    ImbalancePoint,
+    Message,
+    ObjectStorage,
+    Operation,
+    RpcStatus,
+    SingleAgentConfiguration,
+    StopTestMetadata,
+    Summary,
+    Tag,
+    Test,
+)
+
+__all__ = ["PROTO_OF", "from_proto", "operation_to_proto", "to_proto"]
+
+M = TypeVar("M", bound=Message)
+
+PROTO_OF: dict[type[Message], type[ProtoMessage]] = {
+    ObjectStorage: object_storage_pb2.ObjectStorage,
+    FilePointer: file_pointer_pb2.FilePointer,
+    AgentSelector: agent_selector_pb2.AgentSelector,
+    SingleAgentConfiguration: single_agent_configuration_pb2.SingleAgentConfiguration,
+    Tag: tag_pb2.Tag,
+    ArtifactSettings: artifact_settings_pb2.ArtifactSettings,
+    Details: details_pb2.Details,
+    ImbalancePoint: imbalance_point_pb2.ImbalancePoint,
+    Summary: summary_pb2.Summary,
+    Test: test_pb2.Test,
+    StopTestMetadata: test_service_pb2.StopTestMetadata,
+    RpcStatus: status_pb2.Status,
+}
+
+
+def to_proto(model: Message) -> Any:
+    """The protobuf message for a model (Operation: see ``operation_to_proto``)."""
+    if isinstance(model, Operation):
+        return operation_to_proto(model)
+    proto = PROTO_OF[type(model)]()
+    json_format.ParseDict(model.to_data(), proto)
+    return proto
+
+
+def from_proto(cls: type[M], proto: ProtoMessage) -> M:
+    """The model for a protobuf message; raises InvalidArgument on bad values."""
+    if cls is Operation:
+        return _operation_from_proto(proto)  # type: ignore[return-value]
+    data = json_format.MessageToDict(proto, preserving_proto_field_name=True)
+    return cls.from_data(data)
+
+
+def operation_to_proto(op: Operation, metadata: ProtoMessage | None = None) -> Any:
+    """An ``operation.Operation``; metadata defaults to the model's StopTestMetadata."""
+    proto = operation_pb2.Operation(
+        id=op.id, description=op.description, created_by=op.created_by, done=op.done
+    )
+    if op.created_at is not None:
+        proto.created_at.FromDatetime(op.created_at)
+    if op.modified_at is not None:
+        proto.modified_at.FromDatetime(op.modified_at)
+    if metadata is not None:
+        proto.metadata.Pack(metadata)
+    elif op.metadata is not None:
+        proto.metadata.Pack(to_proto(op.metadata))
+    if op.error is not None:
+        proto.error.CopyFrom(to_proto(op.error))
+    elif op.response is not None:
+        proto.response.Pack(to_proto(op.response))
+    return proto
+
+
+def _operation_from_proto(proto: Any) -> Operation:
+    data: dict[str, Any] = {
+        "id": proto.id,
+        "description": proto.description,
+        "created_by": proto.created_by,
+        "done": proto.done,
+    }
+    if proto.HasField("created_at"):
+        data["created_at"] = proto.created_at.ToJsonString()
+    if proto.HasField("modified_at"):
+        data["modified_at"] = proto.modified_at.ToJsonString()
+    if proto.HasField("metadata"):
+        meta = test_service_pb2.StopTestMetadata()
+        proto.metadata.Unpack(meta)
+        data["metadata"] = json_format.MessageToDict(meta, preserving_proto_field_name=True)
+    if proto.HasField("error"):
+        data["error"] = json_format.MessageToDict(proto.error, preserving_proto_field_name=True)
+    elif proto.HasField("response"):
+        test = test_pb2.Test()
+        proto.response.Unpack(test)
+        data["response"] = json_format.MessageToDict(test, preserving_proto_field_name=True)
+    return Operation.from_data(data)

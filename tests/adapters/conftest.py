@@ -1,0 +1,76 @@
+"""A real gRPC server on 127.0.0.1 (ephemeral port) over an engine with a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from yandex.cloud.loadtesting.agent.v1 import (
+    agent_registration_service_pb2_grpc,
+    agent_service_pb2_grpc,
+    job_service_pb2_grpc,
+)
+from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_test_grpc
+from yandex.cloud.loadtesting.api.v1 import test_service_pb2_grpc
+from yandex.cloud.operation import operation_service_pb2_grpc
+
+from loadtest_core import Engine, ManualClock, MemoryStore, Policies, TokenAuth
+from loadtest_core.grpc import add_servicers
+from tests.engine.conftest import counter_ids
+
+USER = "user-secret"
+AGENT = "agent-secret"
+
+
+@dataclass
+class Grpc:
+    engine: Engine
+    clock: ManualClock
+    channel: grpc.Channel
+    tests: Any
+    operations: Any
+    registration: Any
+    agents: Any
+    jobs: Any
+    agent_tests: Any
+
+    @staticmethod
+    def user() -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {USER}")]
+
+    @staticmethod
+    def agent(agent_id: str | None = None) -> list[tuple[str, str]]:
+        md = [("authorization", f"Bearer {AGENT}")]
+        if agent_id:
+            md.append(("x-agent-instance-id", agent_id))
+        return md
+
+
+@pytest.fixture
+def api() -> Iterator[Grpc]:
+    clock = ManualClock(1_700_000_000.0)
+    engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    add_servicers(server, engine, TokenAuth([USER], [AGENT]))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Grpc(
+            engine,
+            clock,
+            channel,
+            test_service_pb2_grpc.TestServiceStub(channel),
+            operation_service_pb2_grpc.OperationServiceStub(channel),
+            agent_registration_service_pb2_grpc.AgentRegistrationServiceStub(channel),
+            agent_service_pb2_grpc.AgentServiceStub(channel),
+            job_service_pb2_grpc.JobServiceStub(channel),
+            agent_test_grpc.TestServiceStub(channel),
+        )
+    finally:
+        channel.close()
+        server.stop(None)

@@ -1,0 +1,336 @@
+"""The Yandex API and agent protocol over a real gRPC server, through the generated stubs."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from grpc_status import rpc_status
+from yandex.cloud.loadtesting.agent.v1 import (
+    agent_registration_service_pb2 as reg_pb2,
+)
+from yandex.cloud.loadtesting.agent.v1 import agent_service_pb2, job_service_pb2
+from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_pb2
+from yandex.cloud.loadtesting.api.v1 import test_service_pb2
+from yandex.cloud.loadtesting.api.v1.test import (
+    agent_selector_pb2,
+    details_pb2,
+    single_agent_configuration_pb2,
+    status_pb2,
+    test_pb2,
+)
+from yandex.cloud.operation import operation_service_pb2
+from yandexcloud._operation_waiter import OperationWaiter
+
+from tests.adapters.conftest import Grpc
+
+JS = job_service_pb2.ClaimJobStatusRequest
+SIG = job_service_pb2.JobSignalResponse
+
+
+def create(g: Grpc, agent_id: str) -> str:
+    request = test_service_pb2.CreateTestRequest(
+        folder_id="folder-1",
+        configurations=[
+            single_agent_configuration_pb2.SingleAgentConfiguration(
+                agent_selector=agent_selector_pb2.AgentSelector(agent_id=agent_id)
+            )
+        ],
+        test_details=details_pb2.Details(name="smoke"),
+    )
+    op = g.tests.Create(request, metadata=g.user())
+    assert op.done
+    meta = test_service_pb2.CreateTestMetadata()
+    op.metadata.Unpack(meta)
+    return meta.test_id
+
+
+def register(g: Grpc) -> str:
+    op = g.registration.ExternalAgentRegister(
+        reg_pb2.ExternalAgentRegisterRequest(
+            folder_id="folder-1", name="tank", labels={"pool": "a"}
+        ),
+        metadata=g.agent(),
+    )
+    meta = reg_pb2.ExternalAgentRegisterMetadata()
+    op.metadata.Unpack(meta)
+    assert meta.agent_instance_id
+    return meta.agent_instance_id
+
+
+def claim(g: Grpc, job_id: str, status: int, agent: str | None = None) -> None:
+    reply = g.jobs.ClaimStatus(JS(job_id=job_id, status=status), metadata=g.agent(agent))
+    assert reply.code == 0
+
+
+def running(g: Grpc) -> tuple[str, str]:
+    agent = register(g)
+    test_id = create(g, agent)
+    job = g.jobs.Get(job_service_pb2.GetJobRequest(agent_instance_id=agent), metadata=g.agent())
+    assert job.id == test_id
+    claim(g, job.id, JS.INITIATED)
+    claim(g, job.id, JS.RUNNING)
+    return agent, test_id
+
+
+def code_of(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()  # type: ignore[operator]
+    return info.value.code()  # type: ignore[no-any-return]
+
+
+def test_full_stop_round_trip(api: Grpc) -> None:
+    """Create, hand out, claim, stop (pending), STOP signal, STOPPED claim, operation done."""
+    agent, test_id = running(api)
+    op = api.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=api.user())
+    assert not op.done
+    meta = test_service_pb2.StopTestMetadata()
+    op.metadata.Unpack(meta)
+    assert meta.test_id == test_id
+    signal = api.jobs.GetSignal(
+        job_service_pb2.JobSignalRequest(job_id=test_id), metadata=api.agent()
+    )
+    assert signal.signal == SIG.STOP
+    claim(api, test_id, JS.STOPPED)
+    waiter = OperationWaiter(op.id, _AuthedOps(api), timeout=5)
+    for _ in waiter:
+        pass
+    final = waiter.operation
+    assert final is not None and final.done and not final.HasField("error")
+    test = test_pb2.Test()
+    final.response.Unpack(test)
+    assert test.summary.status == status_pb2.STOPPED
+    assert test.summary.is_finished and test.summary.HasField("finished_at")
+    assert test.summary.assigned_agent_id == agent
+
+
+class _AuthedOps:
+    """OperationService stub adding the user token, as the SDK's interceptor would."""
+
+    def __init__(self, g: Grpc) -> None:
+        self.g = g
+
+    def Get(self, request: operation_service_pb2.GetOperationRequest):
+        return self.g.operations.Get(request, metadata=self.g.user())
+
+
+def test_stop_of_created_test_is_cancelled_at_once(api: Grpc) -> None:
+    """Stopping a CREATED test answers a done operation with a CANCELLED test."""
+    test_id = create(api, "nobody")
+    op = api.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=api.user())
+    assert op.done
+    test = test_pb2.Test()
+    op.response.Unpack(test)
+    assert test.summary.status == status_pb2.CANCELLED
+
+
+def test_stop_errors(api: Grpc) -> None:
+    """Terminal → FAILED_PRECONDITION, unknown → NOT_FOUND, empty → INVALID_ARGUMENT, with ErrorInfo."""
+    _, test_id = running(api)
+    claim(api, test_id, JS.FINISHED)
+    stop = api.tests.Stop
+    md = api.user()
+    assert (
+        code_of(lambda: stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=md))
+        is grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert (
+        code_of(lambda: stop(test_service_pb2.StopTestRequest(test_id="nope"), metadata=md))
+        is grpc.StatusCode.NOT_FOUND
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stop(test_service_pb2.StopTestRequest(test_id=""), metadata=md)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(info.value)
+    assert status is not None and status.details
+    assert status.details[0].type_url.endswith("google.rpc.ErrorInfo")
+
+
+def test_tokens_and_roles(api: Grpc) -> None:
+    """No or wrong token → UNAUTHENTICATED; a token of the other role → PERMISSION_DENIED."""
+    get = api.tests.Get
+    req = test_service_pb2.GetTestRequest(test_id="x")
+    assert code_of(lambda: get(req)) is grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        code_of(lambda: get(req, metadata=[("authorization", "Bearer wrong")]))
+        is grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert code_of(lambda: get(req, metadata=api.agent())) is grpc.StatusCode.PERMISSION_DENIED
+    jobs = api.jobs.Get
+    assert (
+        code_of(
+            lambda: jobs(job_service_pb2.GetJobRequest(agent_instance_id="a"), metadata=api.user())
+        )
+        is grpc.StatusCode.PERMISSION_DENIED
+    )
+
+
+def test_no_job_is_not_found(api: Grpc) -> None:
+    """JobService.Get answers NOT_FOUND when nothing waits for the agent."""
+    agent = register(api)
+    assert (
+        code_of(
+            lambda: api.jobs.Get(
+                job_service_pb2.GetJobRequest(agent_instance_id=agent), metadata=api.agent()
+            )
+        )
+        is grpc.StatusCode.NOT_FOUND
+    )
+
+
+def test_stale_claim_is_acknowledged(api: Grpc) -> None:
+    """A backwards claim answers OK (code 0) and changes nothing."""
+    _, test_id = running(api)
+    before = api.engine.state(test_id).version
+    claim(api, test_id, JS.PREPARING)
+    assert api.engine.state(test_id).version == before
+
+
+def test_claim_on_another_agents_job_is_refused(api: Grpc) -> None:
+    """A claim naming another agent is FAILED_PRECONDITION and the owner keeps the job."""
+    agent, test_id = running(api)
+    call = lambda: api.jobs.ClaimStatus(
+        JS(job_id=test_id, status=JS.FINISHED),
+        metadata=api.agent("intruder"),
+    )
+    assert code_of(call) is grpc.StatusCode.FAILED_PRECONDITION
+    assert api.engine.state(test_id).assigned_agent_id == agent
+
+
+def test_lost_after_silence_and_recovery_on_poll(api: Grpc) -> None:
+    """Silence for lost_after makes the test LOST; the agent's next poll brings it back."""
+    _, test_id = running(api)
+    api.clock.advance(31)
+    api.engine.tick()
+    get = test_service_pb2.GetTestRequest(test_id=test_id)
+    assert api.tests.Get(get, metadata=api.user()).summary.status == status_pb2.LOST
+    signal = api.jobs.GetSignal(
+        job_service_pb2.JobSignalRequest(job_id=test_id), metadata=api.agent()
+    )
+    assert signal.signal == SIG.SIGNAL_UNSPECIFIED
+    assert api.tests.Get(get, metadata=api.user()).summary.status == status_pb2.RUNNING
+
+
+def test_waiting_gets_run_in(api: Grpc) -> None:
+    """A WAITING job is answered RUN_IN with run_in no longer than the poll interval."""
+    _, test_id = running(api)
+    test_id2 = create(api, api.engine.state(test_id).assigned_agent_id or "")
+    job = api.jobs.Get(
+        job_service_pb2.GetJobRequest(
+            agent_instance_id=api.engine.state(test_id).assigned_agent_id
+        ),
+        metadata=api.agent(),
+    )
+    assert job.id == test_id2
+    claim(api, test_id2, JS.WAITING_FOR_A_COMMAND_TO_RUN)
+    signal = api.jobs.GetSignal(
+        job_service_pb2.JobSignalRequest(job_id=test_id2), metadata=api.agent()
+    )
+    assert signal.signal == SIG.RUN_IN and 0 <= signal.run_in <= signal.wait_duration
+
+
+def test_heartbeat_and_imbalance_update(api: Grpc) -> None:
+    """A TESTING heartbeat is OK; agent TestService.Update records the imbalance point."""
+    agent, test_id = running(api)
+    reply = api.agents.ClaimStatus(
+        agent_service_pb2.ClaimAgentStatusRequest(
+            agent_instance_id=agent, status=agent_service_pb2.ClaimAgentStatusRequest.TESTING
+        ),
+        metadata=api.agent(),
+    )
+    assert reply.code == 0
+    api.agent_tests.Update(
+        agent_test_pb2.UpdateTestRequest(
+            test_id=test_id,
+            imbalance_point=1500,
+            imbalance_ts=1_700_000_005,
+            imbalance_comment="q99 > 1s",
+            update_mask=field_mask_pb2.FieldMask(
+                paths=["imbalance_point", "imbalance_ts", "imbalance_comment"]
+            ),
+        ),
+        metadata=api.agent(),
+    )
+    claim(api, test_id, JS.AUTOSTOPPED)
+    test = api.tests.Get(test_service_pb2.GetTestRequest(test_id=test_id), metadata=api.user())
+    assert test.summary.status == status_pb2.AUTOSTOPPED
+    assert test.summary.imbalance_point.rps == 1500
+    assert test.summary.imbalance_point.comment == "q99 > 1s"
+
+
+def test_agent_error_after_the_job_is_recorded(api: Grpc) -> None:
+    """JOB_STATUS_UNSPECIFIED with an error is OK after DONE; without an error it is invalid."""
+    _, test_id = running(api)
+    claim(api, test_id, JS.FINISHED)
+    reply = api.jobs.ClaimStatus(JS(job_id=test_id, error="upload failed"), metadata=api.agent())
+    assert reply.code == 0
+    assert api.engine.events()[-1].payload["error"] == "upload failed"
+    assert (
+        code_of(lambda: api.jobs.ClaimStatus(JS(job_id=test_id), metadata=api.agent()))
+        is grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+def test_not_found_claim_fails_the_test(api: Grpc) -> None:
+    """NOT_FOUND from the agent maps to FAILED with the documented error text."""
+    agent = register(api)
+    test_id = create(api, agent)
+    api.jobs.Get(job_service_pb2.GetJobRequest(agent_instance_id=agent), metadata=api.agent())
+    claim(api, test_id, JS.NOT_FOUND)
+    state = api.engine.state(test_id)
+    assert state.status.name == "FAILED" and state.error == "agent could not find the job"
+
+
+def test_list_and_delete(api: Grpc) -> None:
+    """List filters with the documented grammar and pages; Delete marks DELETING."""
+    ids = [create(api, "a") for _ in range(3)]
+    api.clock.advance(1)
+    reply = api.tests.List(
+        test_service_pb2.ListTestsRequest(
+            folder_id="folder-1", page_size=2, filter='summary.status = "CREATED"'
+        ),
+        metadata=api.user(),
+    )
+    assert len(reply.tests) == 2 and reply.next_page_token
+    rest = api.tests.List(
+        test_service_pb2.ListTestsRequest(
+            folder_id="folder-1",
+            page_size=2,
+            page_token=reply.next_page_token,
+            filter='summary.status = "CREATED"',
+        ),
+        metadata=api.user(),
+    )
+    assert {t.id for t in [*reply.tests, *rest.tests]} == set(ids)
+    assert (
+        code_of(
+            lambda: api.tests.List(
+                test_service_pb2.ListTestsRequest(filter="bad ="), metadata=api.user()
+            )
+        )
+        is grpc.StatusCode.INVALID_ARGUMENT
+    )
+    op = api.tests.Delete(test_service_pb2.DeleteTestRequest(test_id=ids[0]), metadata=api.user())
+    assert op.done
+    again = api.operations.Get(
+        operation_service_pb2.GetOperationRequest(operation_id=op.id), metadata=api.user()
+    )
+    assert again.id == op.id
+
+
+def test_other_rpcs_are_unimplemented(api: Grpc) -> None:
+    """Every RPC we do not offer answers UNIMPLEMENTED, one per service."""
+    calls = [
+        lambda: api.operations.Cancel(
+            operation_service_pb2.CancelOperationRequest(), metadata=api.user()
+        ),
+        lambda: api.agents.ReportEventLogs(
+            agent_service_pb2.ReportEventLogsRequest(), metadata=api.agent()
+        ),
+        lambda: api.jobs.GetTransientFile(
+            job_service_pb2.GetJobTransientFile(), metadata=api.agent()
+        ),
+        lambda: api.agent_tests.Get(agent_test_pb2.GetTestRequest(), metadata=api.agent()),
+    ]
+    for call in calls:
+        assert code_of(call) is grpc.StatusCode.UNIMPLEMENTED

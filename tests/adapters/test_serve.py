@@ -1,0 +1,118 @@
+"""`loadtest-core serve` as a real process: flags, auth refusal, restart on the same --db."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from yandex.cloud.loadtesting.api.v1 import test_service_pb2, test_service_pb2_grpc
+from yandex.cloud.loadtesting.api.v1.test import (
+    agent_selector_pb2,
+    single_agent_configuration_pb2,
+    status_pb2,
+)
+from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
+
+from loadtest_core.cli import main
+
+MD = [("authorization", "Bearer u1")]
+
+
+def start(db: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadtest_core.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--user-token",
+            "u1",
+            "--agent-token",
+            "a1",
+            "--lost-after",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    seen: dict[str, Any] = {}
+    assert proc.stdout is not None
+    while "grpc" not in seen or "http" not in seen:
+        line = proc.stdout.readline()
+        assert line, "serve exited early"
+        event = json.loads(line)
+        if event["event"] == "grpc_listening":
+            seen["grpc"] = event["address"]
+        if event["event"] in ("http_listening", "http_disabled"):
+            seen["http"] = event.get("address")
+    return proc, seen
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+def test_restart_keeps_tests_and_operations(tmp_path: Path) -> None:
+    """After SIGTERM and a restart on the same --db, every test and operation is still there."""
+    db = tmp_path / "serve.db"
+    proc, addr = start(db)
+    try:
+        with grpc.insecure_channel(addr["grpc"]) as channel:
+            tests = test_service_pb2_grpc.TestServiceStub(channel)
+            op = tests.Create(
+                test_service_pb2.CreateTestRequest(
+                    configurations=[
+                        single_agent_configuration_pb2.SingleAgentConfiguration(
+                            agent_selector=agent_selector_pb2.AgentSelector(agent_id="tank")
+                        )
+                    ]
+                ),
+                metadata=MD,
+            )
+            meta = test_service_pb2.CreateTestMetadata()
+            op.metadata.Unpack(meta)
+            stop_op = tests.Stop(
+                test_service_pb2.StopTestRequest(test_id=meta.test_id), metadata=MD
+            )
+            assert stop_op.done
+        assert httpx.get(f"http://{addr['http']}/healthz").json() == {"status": "ok"}
+    finally:
+        stop(proc)
+    proc, addr = start(db)
+    try:
+        with grpc.insecure_channel(addr["grpc"]) as channel:
+            tests = test_service_pb2_grpc.TestServiceStub(channel)
+            test = tests.Get(test_service_pb2.GetTestRequest(test_id=meta.test_id), metadata=MD)
+            assert test.summary.status == status_pb2.CANCELLED
+            ops = operation_service_pb2_grpc.OperationServiceStub(channel)
+            again = ops.Get(
+                operation_service_pb2.GetOperationRequest(operation_id=stop_op.id), metadata=MD
+            )
+            assert again.done and again.id == stop_op.id
+    finally:
+        stop(proc)
+
+
+def test_serve_refuses_to_start_without_tokens(capsys: Any) -> None:
+    """With no token and no --insecure-no-auth, serve exits 2 with a clear message."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOADTEST_CORE_")}
+    os.environ.clear()
+    os.environ.update(env)
+    assert main(["serve", "--db", ":memory:"]) == 2
+    assert "no token configured" in capsys.readouterr().err
