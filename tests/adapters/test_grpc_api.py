@@ -125,7 +125,7 @@ def test_stop_of_created_test_is_cancelled_at_once(api: Grpc) -> None:
 
 
 def test_stop_errors(api: Grpc) -> None:
-    """Terminal → FAILED_PRECONDITION, unknown → NOT_FOUND, empty → INVALID_ARGUMENT, with ErrorInfo."""
+    """Terminal, unknown and empty ids get their gRPC codes, with an ErrorInfo attached."""
     _, test_id = running(api)
     claim(api, test_id, JS.FINISHED)
     stop = api.tests.Stop
@@ -189,10 +189,11 @@ def test_stale_claim_is_acknowledged(api: Grpc) -> None:
 def test_claim_on_another_agents_job_is_refused(api: Grpc) -> None:
     """A claim naming another agent is FAILED_PRECONDITION and the owner keeps the job."""
     agent, test_id = running(api)
-    call = lambda: api.jobs.ClaimStatus(
-        JS(job_id=test_id, status=JS.FINISHED),
-        metadata=api.agent("intruder"),
-    )
+    def call() -> object:
+        return api.jobs.ClaimStatus(
+            JS(job_id=test_id, status=JS.FINISHED), metadata=api.agent("intruder")
+        )
+
     assert code_of(call) is grpc.StatusCode.FAILED_PRECONDITION
     assert api.engine.state(test_id).assigned_agent_id == agent
 
