@@ -202,7 +202,10 @@ def create_app(
         except BadRequest as exc:
             return envelope(400, [_error("INVALID_REQUEST", exc.message)])
         principal = "token:" + hashlib.sha256(token or b"").hexdigest()[:12]
-        errors = await run_in_threadpool(stop_plans, engine, plans_of, plans, principal)
+        try:
+            errors = await run_in_threadpool(stop_plans, engine, plans_of, plans, principal)
+        except Exception as exc:
+            return await server_error(request, exc)
         return envelope(200, errors or None)
 
     async def healthz(request: Request) -> Response:

@@ -189,6 +189,7 @@ def test_stale_claim_is_acknowledged(api: Grpc) -> None:
 def test_claim_on_another_agents_job_is_refused(api: Grpc) -> None:
     """A claim naming another agent is FAILED_PRECONDITION and the owner keeps the job."""
     agent, test_id = running(api)
+
     def call() -> object:
         return api.jobs.ClaimStatus(
             JS(job_id=test_id, status=JS.FINISHED), metadata=api.agent("intruder")
