@@ -1,0 +1,590 @@
+"""A deterministic discrete-event simulation of agents and users over the real engine.
+
+Agents behave like the Yandex agent: they ask for a job, claim a status only
+when it changes, poll ``GetSignal`` every ``request_interval`` and send a
+heartbeat every ``reporter_interval``. Polls and heartbeats that change
+nothing are not simulated one by one (see docs/simulation.md for why the
+outcome is the same): an agent polls for real only when the answer may differ
+(after a user's stop, in WAITING, after a partition) or when its last contact
+matters (a checkpoint before ``lost_after`` runs out, the last contact before
+it falls silent). ``full_polling=True`` simulates every poll and heartbeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from loadtest_core import (
+    AgentStatus,
+    Engine,
+    LoadtestError,
+    LogRecord,
+    ManualClock,
+    MemoryStore,
+    Policies,
+    SignalKind,
+    Status,
+    check_state,
+)
+from loadtest_core._status import TERMINAL
+from loadtest_core._table import Kind
+from loadtest_core.sim._scenario import Scenario
+
+__all__ = ["Metrics", "Simulator", "simulate"]
+
+BASE = 1_700_000_000.0
+INF = 2**62  # "never", in microseconds
+US = 1_000_000
+
+
+def _us(seconds: float) -> int:
+    """Simulated time is integer microseconds: equal times are exactly equal."""
+    return round(seconds * US)
+_STAGES = (Status.INITIATED, Status.PREPARING, Status.WAITING, Status.RUNNING,
+           Status.FINISHING, Status.POST_PROCESSING)
+
+# event kinds, ordered so that simultaneous events resolve the same way every run
+(CREATE, USER_STOP, POLL_JOB, STAGE_END, POLL, HEARTBEAT, SHUTDOWN_END, SILENCE, RETURN,
+ LAST_BEAT) = range(10)
+
+
+@dataclass
+class Metrics:
+    """What a run measured; shards merge with ``merge``."""
+
+    tests: int = 0
+    events: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    simulated_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    final_status_counts: dict[str, int] = field(default_factory=dict)
+    lost_true: int = 0
+    lost_false: int = 0
+    stop_latencies: list[float] = field(default_factory=list)
+    stuck: int = 0
+    invariant_violations: int = 0
+    event_log_sha256: str = ""
+    timeline: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.wall_seconds if self.wall_seconds else 0.0
+
+    def percentile(self, q: float) -> float | None:
+        data = sorted(self.stop_latencies)
+        if not data:
+            return None
+        rank = max(0, math.ceil(q / 100 * len(data)) - 1)
+        return data[rank]
+
+    def summary(self) -> dict[str, Any]:
+        p50, p99 = self.percentile(50), self.percentile(99)
+        return {
+            "tests": self.tests,
+            "events": self.events,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "events_per_s": round(self.events_per_s),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "simulated_seconds": round(self.simulated_seconds, 3),
+            "final_status_counts": dict(sorted(self.final_status_counts.items())),
+            "lost_true": self.lost_true,
+            "lost_false": self.lost_false,
+            "stops": len(self.stop_latencies),
+            "stop_latency_p50_s": None if p50 is None else round(p50, 3),
+            "stop_latency_p99_s": None if p99 is None else round(p99, 3),
+            "stuck": self.stuck,
+            "invariant_violations": self.invariant_violations,
+            "event_log_sha256": self.event_log_sha256,
+        }
+
+    @staticmethod
+    def merge(parts: list[Metrics]) -> Metrics:
+        """Shards in order: counts add, samples concatenate, hashes hash in shard order."""
+        out = Metrics()
+        digest = hashlib.sha256()
+        for m in parts:
+            out.tests += m.tests
+            out.events += m.events
+            out.accepted += m.accepted
+            out.rejected += m.rejected
+            out.simulated_seconds = max(out.simulated_seconds, m.simulated_seconds)
+            out.wall_seconds = max(out.wall_seconds, m.wall_seconds)
+            for k, v in m.final_status_counts.items():
+                out.final_status_counts[k] = out.final_status_counts.get(k, 0) + v
+            out.lost_true += m.lost_true
+            out.lost_false += m.lost_false
+            out.stop_latencies.extend(m.stop_latencies)
+            out.stuck += m.stuck
+            out.invariant_violations += m.invariant_violations
+            digest.update(bytes.fromhex(m.event_log_sha256))
+        out.event_log_sha256 = digest.hexdigest() if len(parts) > 1 else parts[0].event_log_sha256
+        return out
+
+
+class _Agent:
+    __slots__ = ("id", "index", "phase", "beat", "job", "dead", "silent_until", "waiting_for_job")
+
+    def __init__(self, agent_id: str, index: int, phase: int, beat: int) -> None:
+        self.id = agent_id
+        self.index = index
+        self.phase = phase
+        self.beat = beat
+        self.job: _Job | None = None
+        self.dead = False
+        self.silent_until = 0
+        self.waiting_for_job = False
+
+
+class _Job:
+    __slots__ = ("test_id", "stage", "fail_at", "slow", "duplicate", "reorder", "silence",
+                 "silence_for", "stopping", "last_poll", "poll_at", "change_at", "done",
+                 "run_started")
+
+    def __init__(self, test_id: str) -> None:
+        self.test_id = test_id
+        self.stage = -1
+        self.fail_at = -1
+        self.slow = 1.0
+        self.silence_for = 0
+        self.duplicate = False
+        self.reorder = False
+        self.silence = INF
+        self.stopping = False
+        self.last_poll = -INF
+        self.poll_at = INF
+        self.change_at = INF
+        self.done = False
+        self.run_started = 0
+
+
+class Simulator:
+    """One shard: ``run()`` drives the engine until every test ends or the horizon."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        check: bool = True,
+        trace: TextIO | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+        timeline_every: float | None = None,
+        shard: int = 0,
+        first_test: int = 0,
+    ) -> None:
+        import random
+
+        self.sc = scenario
+        self.check = check
+        self.trace = trace
+        self.progress = progress
+        self.timeline_every = timeline_every
+        self.rng = random.Random(f"{scenario.seed}/{shard}")
+        self.first_test = first_test
+        self.clock = ManualClock(BASE)
+        self.metrics = Metrics(tests=scenario.tests)
+        self._hash = hashlib.sha256()
+        self.store = MemoryStore(keep_log=False, on_log=self._on_log)
+        numbers = itertools.count(1)
+        prefix = f"s{shard}-"
+        self.engine = Engine(
+            self.store,
+            clock=self.clock,
+            policies=Policies(lost_after=scenario.lost_after, lost_expiry=scenario.lost_expiry),
+            ids=lambda kind: f"{kind}-{prefix}{next(numbers):08d}",
+        )
+        self.interval = _us(scenario.request_interval)
+        self.reporter = _us(scenario.reporter_interval)
+        self.agents = [
+            _Agent(f"agent-{shard}-{i:06d}", i, self.rng.randrange(self.interval),
+                   self.rng.randrange(self.reporter))
+            for i in range(scenario.agents)
+        ]
+        self.agent_of: dict[str, _Agent] = {}
+        self.stop_requested: dict[str, int] = {}
+        self.terminal = 0
+        self.heap: list[tuple[int, int, int, int, Any]] = []
+        self.seq = itertools.count()
+        lost = _us(scenario.lost_after) / self.interval
+        self.checkpoint = self.interval * max(1, math.ceil(lost) - 1)
+        self.now = 0
+
+    # --- bookkeeping --------------------------------------------------------------
+
+    def _push(self, t: int, kind: int, arg: Any) -> None:
+        """Order: time, then kind, then agent/test index — the same in every polling mode."""
+        who = arg if isinstance(arg, int) else (arg[0] if isinstance(arg, tuple) else arg)
+        key = who if isinstance(who, int) else getattr(who, "index", 0)
+        heapq.heappush(self.heap, (t, kind, key, next(self.seq), arg))
+
+    def _on_log(self, r: LogRecord) -> None:
+        m = self.metrics
+        m.events += 1
+        if r.outcome is Kind.ACCEPTED:
+            m.accepted += 1
+        elif r.outcome is not Kind.NOTED:
+            m.rejected += 1
+        self._hash.update(
+            f"{r.seq}|{r.test_id}|{r.at!r}|{r.actor}|{r.event}|{sorted(r.payload.items())!r}|"
+            f"{r.from_status and r.from_status.name}|{r.to_status and r.to_status.name}|"
+            f"{r.outcome.value}|{r.version}\n".encode()
+        )
+        if self.trace is not None:
+            import json
+
+            self.trace.write(json.dumps(r.to_data(), sort_keys=True) + "\n")
+        if r.outcome is not Kind.ACCEPTED:
+            return
+        if r.event == "lose":
+            agent = self.agent_of.get(r.test_id)
+            if agent is not None and agent.dead:
+                m.lost_true += 1
+            else:
+                m.lost_false += 1
+        to = r.to_status
+        if to in TERMINAL and r.from_status not in TERMINAL:
+            self.terminal += 1
+            asked = self.stop_requested.pop(r.test_id, None)
+            if asked is not None:
+                m.stop_latencies.append((self.now - asked) / US)
+        if self.check:
+            state = self.store.get_test(r.test_id)
+            if state is not None:
+                m.invariant_violations += len(check_state(state))
+
+    def _poll_after(self, agent: _Agent, t: int) -> int:
+        """The agent's first poll strictly after ``t``."""
+        return agent.phase + ((t - agent.phase) // self.interval + 1) * self.interval
+
+    # --- agent behaviour ------------------------------------------------------------
+
+    def _claim(self, agent: _Agent, job: _Job, status: Status, error: str = "") -> None:
+        self.engine.claim(job.test_id, agent.id, status, error)
+
+    def _schedule_poll(self, agent: _Agent, job: _Job, t: int) -> None:
+        """Schedule the next poll that can matter (or every poll with full_polling)."""
+        if job.done or job.stopping:
+            return
+        nxt = self._poll_after(agent, t)
+        if not self.sc.full_polling:
+            candidates = [self._poll_after(agent, max(t, job.last_poll + self.checkpoint) - 1)]
+            if job.change_at < INF:
+                candidates.append(self._poll_after(agent, job.change_at))
+            if job.silence < INF and job.silence > t:
+                last = self._poll_after(agent, job.silence) - self.interval
+                if last > t:
+                    candidates.append(last)
+            nxt = max(nxt, min(candidates))
+        if nxt < job.poll_at or job.poll_at <= t:
+            job.poll_at = nxt
+            self._push(nxt, POLL, agent)
+
+    def _start_job(self, agent: _Agent, test_id: str, t: int) -> None:
+        sc, rng, faults = self.sc, self.rng, self.sc.faults
+        job = _Job(test_id)
+        agent.job = job
+        self.agent_of[test_id] = agent
+        if rng.random() < faults.failure:
+            job.fail_at = rng.randrange(len(_STAGES))
+        if rng.random() < faults.slow:
+            job.slow = faults.slow_factor
+        job.duplicate = rng.random() < faults.duplicate
+        job.reorder = rng.random() < faults.reorder
+        roll = rng.random()
+        if roll < faults.crash:
+            job.silence = t + _us(rng.uniform(0, sc.time_limit))
+            job.silence_for = INF
+        elif roll < faults.crash + faults.partition:
+            job.silence = t + _us(rng.uniform(0, sc.time_limit))
+            job.silence_for = _us(faults.partition_duration.sample(rng))
+        if job.silence < INF:
+            self._push(job.silence, SILENCE, (agent, job))
+            last_beat = self._beat_after(agent, job.silence) - self.reporter
+            if last_beat > t and not sc.full_polling:
+                self._push(last_beat, LAST_BEAT, (agent, job))  # last contact before silence
+        self._enter(agent, job, 0, t)
+        if self.sc.full_polling:
+            self._push(self._beat_after(agent, t), HEARTBEAT, (agent, job))
+
+    def _beat_after(self, agent: _Agent, t: int) -> int:
+        return agent.beat + ((t - agent.beat) // self.reporter + 1) * self.reporter
+
+    def _duration(self, stage: int, job: _Job) -> int:
+        st = self.sc.stages
+        dist = (st.initiated, st.preparing, st.waiting, st.running, st.finishing,
+                st.post_processing)[stage]
+        return _us(dist.sample(self.rng) * job.slow)
+
+    def _enter(self, agent: _Agent, job: _Job, stage: int, t: int) -> None:
+        """Claim stage ``stage`` (with faults) and schedule its end."""
+        previous = job.stage
+        job.stage = stage
+        status = _STAGES[stage]
+        self._claim(agent, job, status)
+        job.last_poll = max(job.last_poll, t)
+        if job.duplicate:
+            self._claim(agent, job, status)
+        if job.reorder and previous >= 0:
+            self._claim(agent, job, _STAGES[previous])
+        if status is Status.WAITING:
+            job.change_at = t  # the next poll answers RUN_IN
+            self._schedule_poll(agent, job, t)
+            return
+        if status is Status.RUNNING:
+            job.run_started = t
+            length = self._duration(stage, job)
+            self._push(t + min(length, _us(self.sc.time_limit)), STAGE_END, (agent, job))
+        else:
+            self._push(t + self._duration(stage, job), STAGE_END, (agent, job))
+        self._schedule_poll(agent, job, t)
+
+    def _finish(self, agent: _Agent, job: _Job, t: int) -> None:
+        job.done = True
+        agent.job = None
+        self._push(self._poll_after(agent, t), POLL_JOB, agent)
+
+    def _stage_end(self, agent: _Agent, job: _Job, t: int) -> None:
+        if job.done or job.stopping:
+            return
+        if job.fail_at == job.stage:
+            self._claim(agent, job, Status.FAILED, f"simulated failure in {_STAGES[job.stage].name}")
+            self._finish(agent, job, t)
+            return
+        status = _STAGES[job.stage]
+        if status is Status.RUNNING and t - job.run_started >= _us(self.sc.time_limit):
+            self.engine.report_imbalance(job.test_id, agent.id, at=BASE + t / US, rps=1000,
+                                         comment="time limit reached")
+            self._claim(agent, job, Status.AUTOSTOPPED)
+            self._finish(agent, job, t)
+            return
+        if job.stage + 1 < len(_STAGES):
+            self._enter(agent, job, job.stage + 1, t)
+            return
+        self._claim(agent, job, Status.DONE)
+        self._finish(agent, job, t)
+
+    def _poll(self, agent: _Agent, job: _Job, t: int) -> None:
+        if job.done or job.stopping or job.poll_at != t:
+            return
+        job.poll_at = INF
+        job.last_poll = t
+        if t >= job.change_at:
+            job.change_at = INF
+        signal = self.engine.signal(job.test_id, agent.id)
+        if signal.kind is SignalKind.STOP:
+            job.stopping = True
+            shutdown = _us(self.sc.stages.shutdown.sample(self.rng) * job.slow)
+            self._push(t + shutdown, SHUTDOWN_END, (agent, job))
+            if not self.sc.full_polling:
+                self._push(self._beat_after(agent, t), HEARTBEAT, (agent, job))
+            return
+        if signal.kind is SignalKind.RUN_IN and _STAGES[job.stage] is Status.WAITING:
+            self._push(t + self._duration(2, job), STAGE_END, (agent, job))
+            return
+        self._schedule_poll(agent, job, t)
+
+    # --- the loop -------------------------------------------------------------------
+
+    def _handle(self, t: int, kind: int, arg: Any) -> None:
+        engine = self.engine
+        if kind == CREATE:
+            self._create(arg, t)
+            return
+        if kind == USER_STOP:
+            test_id = arg[1]
+            try:
+                op = engine.stop(test_id, principal="sim-user")
+            except LoadtestError:
+                return
+            if not op.done:
+                self.stop_requested[test_id] = t
+                agent = self.agent_of.get(test_id)
+                if agent is not None and agent.job is not None and agent.job.test_id == test_id:
+                    agent.job.change_at = min(agent.job.change_at, t)
+                    self._schedule_poll(agent, agent.job, t)
+            return
+        agent = arg[0] if isinstance(arg, tuple) else arg
+        if agent.dead:
+            return
+        if t < agent.silent_until:
+            back = agent.silent_until
+            if kind == HEARTBEAT:
+                back = self._beat_after(agent, back - 1)  # heartbeats keep their rhythm
+            self._push(back, kind, arg)  # delivered when the network returns
+            return
+        if kind == POLL_JOB:
+            if agent.job is None:
+                job = engine.next_job(agent.id)
+                if job is None:
+                    agent.waiting_for_job = True
+                else:
+                    self._start_job(agent, job.id, t)
+        elif kind == STAGE_END:
+            self._stage_end(agent, arg[1], t)
+        elif kind == POLL:
+            if agent.job is not None:
+                self._poll(agent, agent.job, t)
+        elif kind == HEARTBEAT:
+            job = arg[1]
+            if agent.job is job and (job.stopping or self.sc.full_polling):
+                engine.agent_heartbeat(agent.id, AgentStatus.TESTING)
+                self._push(t + self.reporter, HEARTBEAT, arg)
+        elif kind == LAST_BEAT:
+            job = arg[1]
+            if agent.job is job and not job.stopping:
+                engine.agent_heartbeat(agent.id, AgentStatus.TESTING)
+        elif kind == SHUTDOWN_END:
+            job = arg[1]
+            if not job.done:
+                self._claim(agent, job, Status.STOPPED)
+                self._finish(agent, job, t)
+        elif kind == SILENCE:
+            job = arg[1]
+            if agent.job is not job or job.done:
+                return
+            if job.silence_for == INF:
+                agent.dead = True
+            else:
+                agent.silent_until = t + job.silence_for
+                job.change_at = agent.silent_until  # the first poll back recovers
+                job.silence = INF
+                self._push(agent.silent_until, RETURN, agent)
+        elif kind == RETURN:
+            job = agent.job
+            if job is not None and not job.done:
+                job.poll_at = INF
+                self._schedule_poll(agent, job, t)
+
+    def _create(self, index: int, t: int) -> None:
+        sc = self.sc
+        agent = self.agents[index % len(self.agents)]
+        test = self.engine.create(
+            {"configurations": [{"agent_selector": {"agent_id": agent.id}}],
+             "details": {"name": f"sim-{self.first_test + index}"}},
+            principal="sim-user",
+        )
+        if self.rng.random() < sc.stop_probability:
+            self._push(t + _us(sc.stop_after.sample(self.rng)), USER_STOP, (index, test.id))
+        for at, which in sc.stop_at:
+            if which == self.first_test + index:
+                self._push(max(_us(at), t), USER_STOP, (index, test.id))
+        if agent.job is None and (agent.waiting_for_job or index < len(self.agents)):
+            agent.waiting_for_job = False
+            self._push(self._poll_after(agent, t - 1), POLL_JOB, agent)
+
+    def run(self) -> Metrics:
+        import time
+
+        sc = self.sc
+        wall = time.perf_counter()
+        rate = sc.arrival_rate
+        for i in range(sc.tests):
+            self._push(0 if rate is None else _us(i / rate), CREATE, i)
+        horizon = _us(sc.horizon)
+        heap, engine, clock = self.heap, self.engine, self.clock
+        every = _us(self.timeline_every) if self.timeline_every else INF
+        next_sample = 0 if self.timeline_every else INF
+        done_events = 0
+        while heap:
+            t, kind, _, _, arg = heap[0]
+            if t > horizon:
+                break
+            deadline = engine.next_deadline()
+            if deadline is not None and deadline <= BASE + t / US:
+                clock.set(max(deadline, clock.now()))
+                self.now = max(self.now, _us(deadline - BASE))
+                engine.tick()
+                continue
+            heapq.heappop(heap)
+            if t > self.now:
+                self.now = t
+                clock.set(max(BASE + t / US, clock.now()))
+            while self.now >= next_sample:
+                self._sample(next_sample)
+                next_sample += every
+            self._handle(t, kind, arg)
+            done_events += 1
+            if self.progress is not None and done_events % 20000 == 0:
+                self.progress(self.terminal, sc.tests, self.now / US)
+            if self.terminal >= sc.tests and not self._pending_user_work():
+                break
+        # let deadlines due before the horizon fire (LOST, expiry) for silent agents
+        while True:
+            deadline = engine.next_deadline()
+            if deadline is None or deadline > BASE + sc.horizon or self.terminal >= sc.tests:
+                break
+            clock.set(max(deadline, clock.now()))
+            self.now = max(self.now, _us(deadline - BASE))
+            engine.tick()
+        m = self.metrics
+        m.wall_seconds = time.perf_counter() - wall
+        m.simulated_seconds = self.now / US
+        counts: dict[str, int] = {}
+        for state in self.store.iter_tests():
+            counts[state.status.name] = counts.get(state.status.name, 0) + 1
+        m.final_status_counts = counts
+        m.stuck = sum(v for k, v in counts.items() if Status[k] not in TERMINAL)
+        m.event_log_sha256 = self._hash.hexdigest()
+        if self.timeline_every:
+            self._sample(self.now)
+        if self.progress is not None:
+            self.progress(self.terminal, sc.tests, self.now / US)
+        return m
+
+    def _pending_user_work(self) -> bool:
+        return False
+
+    def _sample(self, t: int) -> None:
+        counts: dict[str, int] = {}
+        for state in self.store.iter_tests():
+            counts[state.status.name] = counts.get(state.status.name, 0) + 1
+        self.metrics.timeline.append((t / US, counts))
+
+
+def _run_shard(args: tuple[Scenario, int, int, bool]) -> Metrics:
+    scenario, shard, first, check = args
+    return Simulator(scenario, check=check, shard=shard, first_test=first).run()
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    workers: int = 1,
+    executor: Any = None,
+    check: bool = True,
+    trace: TextIO | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    timeline_every: float | None = None,
+) -> Metrics:
+    """Run a scenario; with ``workers > 1`` shards run through a concurrent.futures executor."""
+    if workers <= 1 and executor is None:
+        sim = Simulator(scenario, check=check, trace=trace, progress=progress,
+                        timeline_every=timeline_every)
+        return sim.run()
+    shards = max(1, workers)
+    per = [scenario.tests // shards + (1 if i < scenario.tests % shards else 0)
+           for i in range(shards)]
+    agents = [max(1, scenario.agents // shards) for _ in range(shards)]
+    jobs = []
+    first = 0
+    for i in range(shards):
+        part = scenario.with_overrides(tests=per[i], agents=agents[i])
+        jobs.append((part, i, first, check))
+        first += per[i]
+    if executor is None:
+        import concurrent.futures
+
+        with concurrent.futures.ProcessPoolExecutor(max_workers=shards) as pool:
+            parts = list(pool.map(_run_shard, jobs))
+    else:
+        parts = list(executor.map(_run_shard, jobs))
+    merged = Metrics.merge(parts)
+    merged.tests = scenario.tests
+    return merged
