@@ -46,7 +46,7 @@ from loadtest_core._lifecycle import (
 from loadtest_core._models import Operation, Test, TestSpec
 from loadtest_core._query import Filter, parse_agent_filter, parse_test_filter
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
-from loadtest_core._snapshot import operation_data, test_data
+from loadtest_core._snapshot import operation_data, test_data, test_model
 from loadtest_core._status import ACTIVE, TERMINAL, Status
 from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict
 from loadtest_core._table import Kind
@@ -386,7 +386,7 @@ class Engine:
         return self.snapshot(self._get(test_id))
 
     def snapshot(self, state: TestState) -> Test:
-        return Test.from_data(test_data(state))
+        return test_model(state)
 
     def state(self, test_id: str) -> TestState:
         """A copy of the live lifecycle state (for invariant checks and tools)."""

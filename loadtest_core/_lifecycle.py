@@ -32,6 +32,11 @@ __all__ = [
 ]
 
 _FINISHED = TERMINAL | {Status.DELETING}
+_CLAIM_TRIGGER: dict[Status, str] = {
+    s: t.value
+    for t in Trigger
+    if (s := t.claimed) is not None
+}
 DEFAULT_FAILED_ERROR = "the agent reported FAILED without an error text"
 
 
@@ -90,7 +95,8 @@ class Claim(Event):
         self.agent_id = agent_id
         self.status = status
         self.error = error
-        self.trigger = claim_trigger(status).value
+        trigger = _CLAIM_TRIGGER.get(status)
+        self.trigger = claim_trigger(status).value if trigger is None else trigger
 
     def payload(self) -> dict[str, Any]:
         return {"agent_id": self.agent_id, "status": self.status.name, "error": self.error}

@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loadtest_core._lifecycle import TestState
+from loadtest_core._models import ImbalancePoint, Summary, Test
 from loadtest_core._records import StopOperation
 
 if TYPE_CHECKING:
     from loadtest_core._models import TestSpec
 
-__all__ = ["format_time", "operation_data", "test_data"]
+__all__ = ["format_time", "operation_data", "test_data", "test_model"]
 
 
 def format_time(t: float) -> str:
@@ -44,6 +45,42 @@ def test_data(state: TestState) -> dict[str, Any]:
     if spec is not None:
         out.update(spec.to_data())
     return out
+
+
+def _dt(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+def test_model(state: TestState) -> Test:
+    """The immutable ``Test`` snapshot, built without re-validating trusted live state."""
+    imbalance = None
+    if state.imbalance is not None:
+        at, rps, comment = state.imbalance
+        imbalance = ImbalancePoint.model_construct(at=_dt(at), rps=rps, comment=comment)
+    summary = Summary.model_construct(
+        status=state.phase.status,
+        created_at=_dt(state.created_at),
+        created_by=state.created_by,
+        started_at=_dt(state.started_at),
+        finished_at=_dt(state.finished_at),
+        is_finished=state.finished_at is not None,
+        error=state.error,
+        imbalance_point=imbalance,
+        assigned_agent_id=state.assigned_agent_id or "",
+        artifacts=None,
+    )
+    spec: TestSpec | None = state.spec
+    if spec is None:
+        return Test.model_construct(
+            id=state.id, configurations=(), details=None, summary=summary, folder_id=""
+        )
+    return Test.model_construct(
+        id=state.id,
+        configurations=spec.configurations,
+        details=spec.details,
+        summary=summary,
+        folder_id=spec.folder_id,
+    )
 
 
 def operation_data(op: StopOperation) -> dict[str, Any]:

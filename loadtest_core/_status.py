@@ -37,6 +37,8 @@ class Status(enum.Enum):
     LOST = 14
     CANCELLED = 15
 
+    __hash__ = object.__hash__  # members are singletons; identity hashing is C-fast
+
     @classmethod
     def parse(cls, value: object) -> Status:
         """A stored status from a name or protobuf number; UNSPECIFIED is refused."""

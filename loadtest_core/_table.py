@@ -64,6 +64,8 @@ class Kind(enum.Enum):
     STALE = "stale"
     CONFLICT = "conflict"
 
+    __hash__ = object.__hash__
+
     @property
     def ok(self) -> bool:
         return self not in (Kind.STALE, Kind.CONFLICT)

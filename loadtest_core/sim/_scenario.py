@@ -99,7 +99,7 @@ class Scenario(_Strict):
 
     def with_overrides(self, **changes: Any) -> Scenario:
         data = self.model_dump()
-        data.update({k: v for k, v in changes.items() if v is not None})
+        data.update(changes)
         return Scenario.model_validate(data)
 
 
@@ -115,7 +115,9 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InvalidArgument(f"scenario: cannot read {p}: {exc.strerror}", field="scenario") from None
+        raise InvalidArgument(
+            f"scenario: cannot read {p}: {exc.strerror}", field="scenario"
+        ) from None
     try:
         if p.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)
@@ -124,12 +126,18 @@ def load_scenario(path: str | Path) -> Scenario:
 
             data = yaml.safe_load(text)
         else:
-            raise InvalidArgument(f"scenario: {p.name} is neither .toml nor .yaml", field="scenario")
+            raise InvalidArgument(
+                f"scenario: {p.name} is neither .toml nor .yaml", field="scenario"
+            )
     except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise InvalidArgument(f"scenario: {p.name} does not parse: {exc}", field="scenario") from None
+        raise InvalidArgument(
+            f"scenario: {p.name} does not parse: {exc}", field="scenario"
+        ) from None
     except Exception as exc:  # yaml.YAMLError without importing yaml at module level
         if type(exc).__module__.startswith("yaml"):
-            raise InvalidArgument(f"scenario: {p.name} does not parse: {exc}", field="scenario") from None
+            raise InvalidArgument(
+                f"scenario: {p.name} does not parse: {exc}", field="scenario"
+            ) from None
         raise
     if not isinstance(data, dict):
         raise InvalidArgument("scenario: the file must hold a mapping of fields", field="scenario")

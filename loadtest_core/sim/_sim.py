@@ -46,12 +46,30 @@ US = 1_000_000
 def _us(seconds: float) -> int:
     """Simulated time is integer microseconds: equal times are exactly equal."""
     return round(seconds * US)
-_STAGES = (Status.INITIATED, Status.PREPARING, Status.WAITING, Status.RUNNING,
-           Status.FINISHING, Status.POST_PROCESSING)
+
+
+_STAGES = (
+    Status.INITIATED,
+    Status.PREPARING,
+    Status.WAITING,
+    Status.RUNNING,
+    Status.FINISHING,
+    Status.POST_PROCESSING,
+)
 
 # event kinds, ordered so that simultaneous events resolve the same way every run
-(CREATE, USER_STOP, POLL_JOB, STAGE_END, POLL, HEARTBEAT, SHUTDOWN_END, SILENCE, RETURN,
- LAST_BEAT) = range(10)
+(
+    CREATE,
+    USER_STOP,
+    POLL_JOB,
+    STAGE_END,
+    POLL,
+    HEARTBEAT,
+    SHUTDOWN_END,
+    SILENCE,
+    RETURN,
+    LAST_BEAT,
+) = range(10)
 
 
 @dataclass
@@ -130,7 +148,7 @@ class Metrics:
 
 
 class _Agent:
-    __slots__ = ("id", "index", "phase", "beat", "job", "dead", "silent_until", "waiting_for_job")
+    __slots__ = ("beat", "dead", "id", "index", "job", "phase", "silent_until", "waiting_for_job")
 
     def __init__(self, agent_id: str, index: int, phase: int, beat: int) -> None:
         self.id = agent_id
@@ -144,9 +162,22 @@ class _Agent:
 
 
 class _Job:
-    __slots__ = ("test_id", "stage", "fail_at", "slow", "duplicate", "reorder", "silence",
-                 "silence_for", "stopping", "last_poll", "poll_at", "change_at", "done",
-                 "run_started")
+    __slots__ = (
+        "change_at",
+        "done",
+        "duplicate",
+        "fail_at",
+        "last_poll",
+        "poll_at",
+        "reorder",
+        "run_started",
+        "silence",
+        "silence_for",
+        "slow",
+        "stage",
+        "stopping",
+        "test_id",
+    )
 
     def __init__(self, test_id: str) -> None:
         self.test_id = test_id
@@ -203,8 +234,12 @@ class Simulator:
         self.interval = _us(scenario.request_interval)
         self.reporter = _us(scenario.reporter_interval)
         self.agents = [
-            _Agent(f"agent-{shard}-{i:06d}", i, self.rng.randrange(self.interval),
-                   self.rng.randrange(self.reporter))
+            _Agent(
+                f"agent-{shard}-{i:06d}",
+                i,
+                self.rng.randrange(self.interval),
+                self.rng.randrange(self.reporter),
+            )
             for i in range(scenario.agents)
         ]
         self.agent_of: dict[str, _Agent] = {}
@@ -318,8 +353,14 @@ class Simulator:
 
     def _duration(self, stage: int, job: _Job) -> int:
         st = self.sc.stages
-        dist = (st.initiated, st.preparing, st.waiting, st.running, st.finishing,
-                st.post_processing)[stage]
+        dist = (
+            st.initiated,
+            st.preparing,
+            st.waiting,
+            st.running,
+            st.finishing,
+            st.post_processing,
+        )[stage]
         return _us(dist.sample(self.rng) * job.slow)
 
     def _enter(self, agent: _Agent, job: _Job, stage: int, t: int) -> None:
@@ -354,13 +395,16 @@ class Simulator:
         if job.done or job.stopping:
             return
         if job.fail_at == job.stage:
-            self._claim(agent, job, Status.FAILED, f"simulated failure in {_STAGES[job.stage].name}")
+            self._claim(
+                agent, job, Status.FAILED, f"simulated failure in {_STAGES[job.stage].name}"
+            )
             self._finish(agent, job, t)
             return
         status = _STAGES[job.stage]
         if status is Status.RUNNING and t - job.run_started >= _us(self.sc.time_limit):
-            self.engine.report_imbalance(job.test_id, agent.id, at=BASE + t / US, rps=1000,
-                                         comment="time limit reached")
+            self.engine.report_imbalance(
+                job.test_id, agent.id, at=BASE + t / US, rps=1000, comment="time limit reached"
+            )
             self._claim(agent, job, Status.AUTOSTOPPED)
             self._finish(agent, job, t)
             return
@@ -403,7 +447,9 @@ class Simulator:
                 op = engine.stop(test_id, principal="sim-user")
             except LoadtestError:
                 return
-            if not op.done:
+            if op.done:
+                self.metrics.stop_latencies.append(0.0)  # CREATED or LOST: ended at once
+            else:
                 self.stop_requested[test_id] = t
                 agent = self.agent_of.get(test_id)
                 if agent is not None and agent.job is not None and agent.job.test_id == test_id:
@@ -466,8 +512,10 @@ class Simulator:
         sc = self.sc
         agent = self.agents[index % len(self.agents)]
         test = self.engine.create(
-            {"configurations": [{"agent_selector": {"agent_id": agent.id}}],
-             "details": {"name": f"sim-{self.first_test + index}"}},
+            {
+                "configurations": [{"agent_selector": {"agent_id": agent.id}}],
+                "details": {"name": f"sim-{self.first_test + index}"},
+            },
             principal="sim-user",
         )
         if self.rng.random() < sc.stop_probability:
@@ -565,12 +613,14 @@ def simulate(
 ) -> Metrics:
     """Run a scenario; with ``workers > 1`` shards run through a concurrent.futures executor."""
     if workers <= 1 and executor is None:
-        sim = Simulator(scenario, check=check, trace=trace, progress=progress,
-                        timeline_every=timeline_every)
+        sim = Simulator(
+            scenario, check=check, trace=trace, progress=progress, timeline_every=timeline_every
+        )
         return sim.run()
     shards = max(1, workers)
-    per = [scenario.tests // shards + (1 if i < scenario.tests % shards else 0)
-           for i in range(shards)]
+    per = [
+        scenario.tests // shards + (1 if i < scenario.tests % shards else 0) for i in range(shards)
+    ]
     agents = [max(1, scenario.agents // shards) for _ in range(shards)]
     jobs = []
     first = 0
