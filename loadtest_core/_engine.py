@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from loadtest_core._clock import Clock, SystemClock
 from loadtest_core._errors import Aborted, InvalidArgument, NotFound, Rejected, Unsupported
 from loadtest_core._lifecycle import (
+    COMPILED,
     AgentError,
     Claim,
     Contact,
@@ -320,7 +321,8 @@ class Engine:
                 if outcome is not None:
                     self._log_rejection(current, event, outcome, now)
                     return outcome, current, None
-                work = current.copy()
+                accepts = COMPILED[current.phase.name][event.trigger].kind is Kind.ACCEPTED
+                work = current.copy() if accepts else current  # apply never touches a rejection
                 outcome = apply(work, event, now)
                 if outcome.kind is not Kind.ACCEPTED:
                     if outcome.kind is not Kind.UNCHANGED:
@@ -329,8 +331,10 @@ class Engine:
                     return outcome, current, op
                 after = None if outcome.to is None else work
                 extra: dict[str, Any] = {}
-                pending = self.store.inflight_operation(test_id)
-                if isinstance(event, Stop) and pending is None:
+                ends = after is None or after.status in _FINISHED
+                is_stop = isinstance(event, Stop)
+                pending = self.store.inflight_operation(test_id) if ends or is_stop else None
+                if is_stop and pending is None:
                     extra["operation_id"] = self._ids("op")
                 ops = _stop_operations(current, after, event, now, pending, extra)
                 record = self._record(current, event, outcome, now, extra)
@@ -577,8 +581,9 @@ class Engine:
             AgentError(agent_id, error) if status is None else Claim(agent_id, status, error)
         )
         with self._lock:
-            self._touch(job_id, agent_id)
-            outcome, _, _ = self._command(job_id, event, guard=self._agent_guard(agent_id))
+            state = self._touch(job_id, agent_id)
+            guard = self._agent_guard(agent_id) if state.status is Status.CREATED else None
+            outcome, _, _ = self._command(job_id, event, guard=guard)
             return outcome
 
     def signal(self, job_id: str, agent_id: str) -> Signal:

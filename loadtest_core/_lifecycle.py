@@ -32,11 +32,7 @@ __all__ = [
 ]
 
 _FINISHED = TERMINAL | {Status.DELETING}
-_CLAIM_TRIGGER: dict[Status, str] = {
-    s: t.value
-    for t in Trigger
-    if (s := t.claimed) is not None
-}
+_CLAIM_TRIGGER: dict[Status, str] = {s: t.value for t in Trigger if (s := t.claimed) is not None}
 DEFAULT_FAILED_ERROR = "the agent reported FAILED without an error text"
 
 
@@ -261,8 +257,11 @@ class TestState:
 
     def copy(self) -> TestState:
         new = TestState.__new__(TestState)
-        for name in TestState.__slots__:
-            setattr(new, name, getattr(self, name))
+        new.id, new.phase, new.version = self.id, self.phase, self.version
+        new.created_at, new.created_by = self.created_at, self.created_by
+        new.started_at, new.finished_at = self.started_at, self.finished_at
+        new.error, new.imbalance = self.error, self.imbalance
+        new.assigned_agent_id, new.rank, new.spec = self.assigned_agent_id, self.rank, self.spec
         return new
 
     def fields(self) -> dict[str, Any]:

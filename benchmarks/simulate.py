@@ -1,0 +1,69 @@
+"""Simulation throughput: events/s on one core, a large run's time and peak RSS, and the
+speed-up of --workers 2 over one worker, side by side in one invocation.
+
+Run: ``python benchmarks/simulate.py --tests 200000 --big 1000000 --json``
+(``--big 0`` skips the large run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+
+def _child(tests: int, workers: int) -> dict[str, Any]:
+    """Run one simulation in a fresh process; report its wall time and peak RSS."""
+    code = (
+        "import json, resource, sys, time\n"
+        "from loadtest_core.sim import Scenario, simulate\n"
+        f"sc = Scenario(tests={tests}, agents=max(1, {tests} // 10), seed=1)\n"
+        "t0 = time.perf_counter()\n"
+        f"m = simulate(sc, workers={workers}, check=False)\n"
+        "wall = time.perf_counter() - t0\n"
+        "rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,\n"
+        "          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "print(json.dumps({'tests': m.tests, 'events': m.events, 'wall_s': wall,\n"
+        "                  'peak_rss_mib': rss / 1024, 'stuck': m.stuck,\n"
+        "                  'violations': m.invariant_violations}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(out.stdout)
+    result["events_per_s"] = round(result["events"] / result["wall_s"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tests", type=int, default=100_000, help="tests for the throughput runs")
+    ap.add_argument("--big", type=int, default=1_000_000, help="tests for the large run (0: skip)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    one = _child(args.tests, 1)
+    two = _child(args.tests, 2)
+    result: dict[str, Any] = {
+        "one_worker": one,
+        "two_workers": two,
+        "workers_2_speedup": round(one["wall_s"] / two["wall_s"], 2),
+        "events_per_s_one_core": one["events_per_s"],
+    }
+    if args.big:
+        t0 = time.perf_counter()
+        result["big"] = _child(args.big, 2)
+        result["big"]["total_s"] = round(time.perf_counter() - t0, 1)
+    result["targets"] = {
+        "events_per_s_one_core": 200_000,
+        "big_tests": 1_000_000,
+        "big_wall_s": 60,
+        "big_peak_rss_mib": 2048,
+        "workers_2_speedup": 1.7,
+    }
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
