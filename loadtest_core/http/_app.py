@@ -182,6 +182,7 @@ def create_app(
     *,
     max_body: int = 65536,
     max_plans: int = 1000,
+    inline_plans: int = 16,
 ) -> Starlette:
     """The ASGI application serving ``/stop/execution``, ``/openapi.json`` and ``/healthz``."""
     plans_of: PlanResolver = TagPlanResolver() if resolver is None else resolver
@@ -203,7 +204,10 @@ def create_app(
             return envelope(400, [_error("INVALID_REQUEST", exc.message)])
         principal = "token:" + hashlib.sha256(token or b"").hexdigest()[:12]
         try:
-            errors = await run_in_threadpool(stop_plans, engine, plans_of, plans, principal)
+            if len(plans) <= inline_plans:  # a few short commits: cheaper than a thread hop
+                errors = stop_plans(engine, plans_of, plans, principal)
+            else:
+                errors = await run_in_threadpool(stop_plans, engine, plans_of, plans, principal)
         except Exception as exc:
             return await server_error(request, exc)
         return envelope(200, errors or None)

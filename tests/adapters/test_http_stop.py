@@ -149,6 +149,17 @@ def test_mixed_plan_stops_what_it_can(http: Http) -> None:
     assert http.engine.state(done).status is Status.DONE
 
 
+def test_large_batches_run_off_the_event_loop(http: Http) -> None:
+    """A 30-plan request (handed to the threadpool) stops every running plan."""
+    ids = [plan_test(http.engine, plan, agent=f"agent-{plan}") for plan in range(100, 130)]
+    r = http.post({"plans": list(range(100, 131))})
+    assert r.status_code == 200
+    assert r.json()["errors"] == [
+        {"code": "NOT_FOUND", "message": "plan 130 has no tests", "planId": 130}
+    ]
+    assert all(http.engine.state(i).status is Status.STOPPING for i in ids)
+
+
 def test_unknown_fields_are_ignored(http: Http) -> None:
     """Extra fields next to plans are ignored."""
     plan_test(http.engine, 9)
