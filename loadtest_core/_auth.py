@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from loadtest_core._errors import InvalidArgument, PermissionDenied, Unauthenticated
 
-__all__ = ["Role", "TokenAuth", "bearer_token"]
+__all__ = ["Role", "TokenAuth", "bearer_token", "principal_of"]
 
 MAX_HEADER = 8192
 
@@ -40,6 +40,13 @@ def bearer_token(header: str | bytes | None) -> bytes | None:
         return None
     token = token.strip()
     return token or None
+
+
+def principal_of(token: bytes | None) -> str:
+    """A stable, non-secret name for whoever holds a token (``created_by`` of tests and stops)."""
+    if not token:
+        return "anonymous"
+    return "token:" + hashlib.sha256(token).hexdigest()[:12]
 
 
 class TokenAuth:

@@ -21,7 +21,7 @@ import json
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -820,15 +820,3 @@ def _decode_token(token: str, fingerprint: str) -> tuple[float, str]:
         return float(created_at), test_id
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
         raise bad from None
-
-
-def iter_violations(engine: Engine) -> Iterator[str]:
-    """Every invariant violation in an engine's current tests and operations."""
-    from loadtest_core._invariants import check_operation, check_state
-
-    for state in engine.store.iter_tests():
-        for v in check_state(state):
-            yield str(v)
-    for op in engine.store.iter_operations():
-        for v in check_operation(op, engine.store.get_test(op.test_id)):
-            yield str(v)

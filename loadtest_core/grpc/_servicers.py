@@ -47,6 +47,7 @@ from loadtest_core import (
     Test,
     TokenAuth,
 )
+from loadtest_core._auth import bearer_token, principal_of
 from loadtest_core.grpc._convert import operation_to_proto, to_proto
 from loadtest_core.grpc._mapping import AGENT_STATUS, CLAIM_CODE, JOB_STATUS, SIGNAL, grpc_code
 
@@ -162,7 +163,7 @@ def _unimplemented(context: grpc.ServicerContext) -> Any:
 
 
 def _principal(context: grpc.ServicerContext) -> str:
-    return _metadata(context, "x-principal") or "user"
+    return principal_of(bearer_token(_metadata(context, "authorization")))
 
 
 def _test(test: Test) -> Any:

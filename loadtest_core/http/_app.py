@@ -8,7 +8,6 @@ streams, strict JSON, strict schema). Every answer, errors included, is the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from loadtest_core import Engine, NotFound, Rejected, Role, Status, TokenAuth
-from loadtest_core._auth import bearer_token
+from loadtest_core._auth import bearer_token, principal_of
 from loadtest_core.http._openapi import openapi
 
 __all__ = ["PlanResolver", "TagPlanResolver", "create_app"]
@@ -202,7 +201,7 @@ def create_app(
             plans = parse_plans(await _read_body(request, max_body), max_plans)
         except BadRequest as exc:
             return envelope(400, [_error("INVALID_REQUEST", exc.message)])
-        principal = "token:" + hashlib.sha256(token or b"").hexdigest()[:12]
+        principal = principal_of(token)
         try:
             if len(plans) <= inline_plans:  # a few short commits: cheaper than a thread hop
                 errors = stop_plans(engine, plans_of, plans, principal)

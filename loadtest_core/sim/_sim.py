@@ -561,7 +561,7 @@ class Simulator:
             done_events += 1
             if self.progress is not None and done_events % 20000 == 0:
                 self.progress(self.terminal, sc.tests, self.now / US)
-            if self.terminal >= sc.tests and not self._pending_user_work():
+            if self.terminal >= sc.tests:
                 break
         # let deadlines due before the horizon fire (LOST, expiry) for silent agents
         while True:
@@ -585,9 +585,6 @@ class Simulator:
         if self.progress is not None:
             self.progress(self.terminal, sc.tests, self.now / US)
         return m
-
-    def _pending_user_work(self) -> bool:
-        return False
 
     def _sample(self, t: int) -> None:
         counts: dict[str, int] = {}

@@ -336,3 +336,13 @@ def test_other_rpcs_are_unimplemented(api: Grpc) -> None:
     ]
     for call in calls:
         assert code_of(call) is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_created_by_names_the_token_without_revealing_it(api: Grpc) -> None:
+    """created_by of a test and its stop is a stable token digest, never the token itself."""
+    test_id = create(api, "nobody")
+    op = api.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=api.user())
+    test = api.tests.Get(test_service_pb2.GetTestRequest(test_id=test_id), metadata=api.user())
+    assert test.summary.created_by == op.created_by
+    assert test.summary.created_by.startswith("token:")
+    assert "secret" not in test.summary.created_by
