@@ -327,7 +327,11 @@ class Engine:
                 if outcome.kind is not Kind.ACCEPTED:
                     if outcome.kind is not Kind.UNCHANGED:
                         self._log_rejection(current, event, outcome, now)
-                    op = self.store.inflight_operation(test_id) if event.trigger == "stop" else None
+                    op = None
+                    if event.trigger == "stop" and outcome.kind is Kind.UNCHANGED:
+                        op = self.store.inflight_operation(test_id)
+                        if op is None:  # the stop completed after our read: read again
+                            continue
                     return outcome, current, op
                 after = None if outcome.to is None else work
                 extra: dict[str, Any] = {}

@@ -367,3 +367,30 @@ def test_policies_are_validated() -> None:
         Policies(lost_after=0)
     with pytest.raises(ValueError):
         Policies(nonsense=1)  # type: ignore[call-arg]
+
+
+class _RacingStore(MemoryStore):
+    """Lets another replica finish the stop between a read and the in-flight lookup."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interleave: object = None
+
+    def inflight_operation(self, test_id: str):  # type: ignore[no-untyped-def]
+        if callable(self.interleave):
+            step, self.interleave = self.interleave, None
+            step()
+        return super().inflight_operation(test_id)
+
+
+def test_stop_racing_the_final_claim_reads_again(clock: ManualClock) -> None:
+    """A repeated stop that loses a race with the agent's STOPPED claim is rejected, not crashed."""
+    store = _RacingStore()
+    a = Engine(store, clock=clock, ids=counter_ids())
+    b = Engine(store, clock=clock, ids=counter_ids())
+    test_id = running(a)
+    a.stop(test_id)
+    store.interleave = lambda: b.claim(test_id, "agent-1", Status.STOPPED)
+    with pytest.raises(Rejected) as info:
+        a.stop(test_id)
+    assert info.value.outcome.status is Status.STOPPED
