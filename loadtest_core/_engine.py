@@ -18,6 +18,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import re
 import threading
 import uuid
 from collections import deque
@@ -125,6 +126,17 @@ class Job(NamedTuple):
 
     id: str
     test: Test
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+
+
+def _check_id(value: object, field: str) -> None:
+    """Ids are 1-128 characters of letters, digits and ``._:-``; anything else is malformed."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{field}: must be a non-empty string", field=field)
+    if not _ID.match(value):
+        raise InvalidArgument(f"{field}: malformed id {value[:40]!r}", field=field)
 
 
 def _default_ids(kind: str) -> str:
@@ -277,8 +289,7 @@ class Engine:
     # --- the one write path ---------------------------------------------------
 
     def _get(self, test_id: str) -> TestState:
-        if not isinstance(test_id, str) or not test_id:
-            raise InvalidArgument("test_id: must be a non-empty string", field="test_id")
+        _check_id(test_id, "test_id")
         state = self.store.get_test(test_id)
         if state is None:
             raise NotFound(f"test {test_id} not found")
@@ -409,8 +420,7 @@ class Engine:
         return Operation.from_data(operation_data(op))
 
     def get_operation(self, operation_id: str) -> Operation:
-        if not isinstance(operation_id, str) or not operation_id:
-            raise InvalidArgument("operation_id: must be a non-empty string", field="operation_id")
+        _check_id(operation_id, "operation_id")
         op = self.store.get_operation(operation_id)
         if op is None:
             raise NotFound(f"operation {operation_id} not found")

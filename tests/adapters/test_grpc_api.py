@@ -138,6 +138,8 @@ def test_stop_errors(api: Grpc) -> None:
         code_of(lambda: stop(test_service_pb2.StopTestRequest(test_id="nope"), metadata=md))
         is grpc.StatusCode.NOT_FOUND
     )
+    malformed = test_service_pb2.StopTestRequest(test_id="no such/id")
+    assert code_of(lambda: stop(malformed, metadata=md)) is grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as info:
         stop(test_service_pb2.StopTestRequest(test_id=""), metadata=md)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -80,8 +80,11 @@ def test_unknown_ids_raise_not_found_and_log_nothing(engine: Engine) -> None:
     ):
         with pytest.raises(NotFound):
             call()
-    with pytest.raises(InvalidArgument):
-        engine.stop("")
+    for bad in ("", "a b", "x" * 200, "../etc", "tést", "id\n"):
+        with pytest.raises(InvalidArgument):
+            engine.stop(bad)
+        with pytest.raises(InvalidArgument):
+            engine.get_operation(bad)
     assert engine.events() == []
 
 
