@@ -30,6 +30,7 @@ from loadtest_core import (
     Policies,
     SignalKind,
     Status,
+    TestSpec,
     check_state,
 )
 from loadtest_core._status import TERMINAL
@@ -243,6 +244,7 @@ class Simulator:
             for i in range(scenario.agents)
         ]
         self.agent_of: dict[str, _Agent] = {}
+        self.specs: dict[str, TestSpec] = {}
         self.stop_requested: dict[str, int] = {}
         self.terminal = 0
         self.heap: list[tuple[int, int, int, int, Any]] = []
@@ -511,13 +513,15 @@ class Simulator:
     def _create(self, index: int, t: int) -> None:
         sc = self.sc
         agent = self.agents[index % len(self.agents)]
-        test = self.engine.create(
-            {
-                "configurations": [{"agent_selector": {"agent_id": agent.id}}],
-                "details": {"name": f"sim-{self.first_test + index}"},
-            },
-            principal="sim-user",
-        )
+        spec = self.specs.get(agent.id)
+        if spec is None:  # validated once per agent, then shared (specs are immutable)
+            spec = self.specs[agent.id] = TestSpec.from_data(
+                {
+                    "configurations": [{"agent_selector": {"agent_id": agent.id}}],
+                    "details": {"name": f"sim-{agent.id}"},
+                }
+            )
+        test = self.engine.create(spec, principal="sim-user")
         if self.rng.random() < sc.stop_probability:
             self._push(t + _us(sc.stop_after.sample(self.rng)), USER_STOP, (index, test.id))
         for at, which in sc.stop_at:
