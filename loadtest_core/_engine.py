@@ -380,7 +380,7 @@ class Engine:
 
     def create(self, spec: TestSpec | dict[str, Any], *, principal: str = "") -> Test:
         """Create a test in CREATED; it waits for a matching agent to take its job."""
-        parsed, _ = _parse_spec(spec)
+        parsed, compiled = _parse_spec(spec)
         with self._lock:
             now = self.now()
             state = TestState(self._ids("test"), now, principal, parsed)
@@ -398,6 +398,8 @@ class Engine:
                 1,
             )
             self.store.commit(Commit(state.id, 0, test=state, records=(record,)))
+            if compiled is not None:
+                self._filters[state.id] = compiled
             self._index(None, state, now)
             return self.snapshot(state)
 
