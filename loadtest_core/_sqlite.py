@@ -166,7 +166,7 @@ class SqliteStore:
         self.path = os.fspath(path)
         self._synchronous = synchronous
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._all_lock = threading.Lock()
         self._migrate()
 
@@ -182,12 +182,16 @@ class SqliteStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self._synchronous}")
                 db.execute("PRAGMA busy_timeout=10000")
-                db.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open {self.path}: {exc}") from exc
             self._local.db = db
             with self._all_lock:
-                self._all.append(db)
+                # Threads come and go (anyio retires idle workers): close what dead ones left.
+                for thread, old in list(self._all.items()):
+                    if not thread.is_alive():
+                        old.close()
+                        del self._all[thread]
+                self._all[threading.current_thread()] = db
         return db
 
     def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
@@ -272,23 +276,24 @@ class SqliteStore:
 
     def commit(self, change: Commit) -> None:
         def work(db: sqlite3.Connection) -> None:
-            if change.expected_version == 0:
-                if change.test is None:
-                    raise StoreError("an insert needs a test")
-                try:
+            test_id, expected = change.test_id, change.expected_version
+            if expected == 0:
+                # BEGIN IMMEDIATE holds the write lock: nobody can insert between these two.
+                if db.execute("SELECT 1 FROM tests WHERE id = ?", (test_id,)).fetchone():
+                    raise VersionConflict(f"test {test_id}: already exists, expected none")
+                if change.remove:
+                    raise StoreError(f"test {test_id}: cannot remove a test that does not exist")
+                if change.test is not None:
                     db.execute(
                         f"INSERT INTO tests ({_TEST_COLUMNS}) VALUES ({','.join('?' * 14)})",
                         _test_row(change.test),
                     )
-                except sqlite3.IntegrityError:
-                    raise VersionConflict(f"test {change.test_id} already exists") from None
             elif change.remove:
                 cur = db.execute(
-                    "DELETE FROM tests WHERE id = ? AND version = ?",
-                    (change.test_id, change.expected_version),
+                    "DELETE FROM tests WHERE id = ? AND version = ?", (test_id, expected)
                 )
                 if cur.rowcount != 1:
-                    raise VersionConflict(f"test {change.test_id}: version moved")
+                    raise VersionConflict(f"test {test_id}: version moved from {expected}")
             elif change.test is not None:
                 row = _test_row(change.test)
                 cur = db.execute(
@@ -296,10 +301,15 @@ class SqliteStore:
                     "started_at=?, finished_at=?, error=?, imbalance_at=?, imbalance_rps=?, "
                     "imbalance_comment=?, assigned_agent_id=?, rank=?, spec=? "
                     "WHERE id = ? AND version = ?",
-                    (*row[1:], change.test_id, change.expected_version),
+                    (*row[1:], test_id, expected),
                 )
                 if cur.rowcount != 1:
-                    raise VersionConflict(f"test {change.test_id}: version moved")
+                    raise VersionConflict(f"test {test_id}: version moved from {expected}")
+            else:  # operations and records only: still a compare-and-set, as in MemoryStore
+                found = db.execute("SELECT version FROM tests WHERE id = ?", (test_id,)).fetchone()
+                if found is None or found[0] != expected:
+                    have = 0 if found is None else found[0]
+                    raise VersionConflict(f"test {test_id}: version {have}, expected {expected}")
             for op in change.operations:
                 db.execute(
                     "INSERT OR REPLACE INTO operations (id, test_id, done, body) "
@@ -394,7 +404,7 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._all_lock:
-            for db in self._all:
+            for db in self._all.values():
                 db.close()
             self._all.clear()
         self._local = threading.local()

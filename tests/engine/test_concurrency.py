@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from loadtest_core import (
@@ -23,6 +25,12 @@ TESTS = 2000
 THREADS = 8
 
 
+def replica_ids(n: int) -> Callable[[str], str]:
+    """Ids that cannot collide across replicas."""
+    numbers = itertools.count(1)
+    return lambda kind: f"{kind}-r{n}-{next(numbers)}"
+
+
 def test_racing_stops_and_final_claims_lose_no_update(tmp_path: Path) -> None:
     """8 threads over 3 replicas: no lost update, one stop operation a test, invariants hold."""
     path = tmp_path / "race.db"
@@ -35,10 +43,7 @@ def test_racing_stops_and_final_claims_lose_no_update(tmp_path: Path) -> None:
         setup.claim(job.id, "agent-1", Status.INITIATED)
         setup.claim(job.id, "agent-1", Status.RUNNING)
         ids.append(test.id)
-    replicas = [
-        Engine(SqliteStore(path), ids=lambda k, n=n: f"{k}-r{n}-{next(c[n])}") for n in range(3)
-    ]
-    c = [iter(range(10**9)) for _ in range(3)]
+    replicas = [Engine(SqliteStore(path), ids=replica_ids(n)) for n in range(3)]
     errors: list[BaseException] = []
 
     owner = {test_id: i % THREADS for i, test_id in enumerate(ids)}
@@ -69,6 +74,7 @@ def test_racing_stops_and_final_claims_lose_no_update(tmp_path: Path) -> None:
     store = SqliteStore(path)
     log = store.read_log()
     accepted = Counter(r.test_id for r in log if r.outcome is Kind.ACCEPTED)
+    stops = Counter(r.test_id for r in log if r.outcome is Kind.ACCEPTED and r.event == "stop")
     last: dict[str, int] = {}
     for r in log:
         if r.outcome is Kind.ACCEPTED:
@@ -79,7 +85,7 @@ def test_racing_stops_and_final_claims_lose_no_update(tmp_path: Path) -> None:
         assert state.version == accepted[state.id]
         assert state.status.is_terminal
         assert check_state(state) == []
-        assert ops_per_test[state.id] <= 1
+        assert ops_per_test[state.id] == stops[state.id] <= 1
     assert 0 < len(ops_per_test) < TESTS  # both sides won some races
     for op in store.iter_operations():
         assert check_operation(op, store.get_test(op.test_id)) == []

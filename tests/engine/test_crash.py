@@ -44,8 +44,8 @@ def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
         child.wait()
         reader.join(5)
         for line in lines:
-            test_id, version = line.split()
-            acked[test_id] = max(acked.get(test_id, 0), int(version))
+            test_id, text = line.split()
+            acked[test_id] = max(acked.get(test_id, 0), int(text))
         store = SqliteStore(path)
         assert store.integrity_check() == "ok"
         for test_id, version in acked.items():

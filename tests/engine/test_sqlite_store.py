@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,8 @@ def commits() -> list[Commit]:
         Commit("a", 1, test=a2, operations=(op,), records=(record("a", 2),)),
         Commit("a", 1, test=a2, records=(record("a", 2),)),  # stale: version moved
         Commit("a", 0, test=a, records=(record("a", 1),)),  # insert of an existing id
+        Commit("a", 2, records=(record("a", 2, "note"),)),  # records only, right version
+        Commit("c", 3, records=(record("c", 3, "note"),)),  # records only, no such test
         Commit("b", 1, remove=True, operations=(done,), records=(record("b", 2, "purge"),)),
     ]
 
@@ -98,10 +102,12 @@ def test_same_history_as_memory_store(tmp_path: Path) -> None:
             "conflict",
             "conflict",
             "ok",
+            "conflict",
+            "ok",
         ]
     )
     assert dump(memory) == dump(disk)
-    assert [r.seq for r in disk.read_log()] == [1, 2, 3, 4]
+    assert [r.seq for r in disk.read_log()] == [1, 2, 3, 4, 5]
 
 
 def test_reopen_keeps_everything_and_floats_exactly(tmp_path: Path) -> None:
@@ -146,6 +152,67 @@ def test_error_mid_commit_rolls_everything_back(tmp_path: Path) -> None:
     state = store.get_test("a")
     assert state is not None and state.version == 1
     assert store.get_operation("o") is None and len(store.read_log()) == 1
+
+
+class FailingStore(SqliteStore):
+    """Raises an sqlite3 error on a "boom" record, after the test row and operations are written."""
+
+    @staticmethod
+    def _insert_records(db: sqlite3.Connection, records: tuple[LogRecord, ...]) -> None:
+        SqliteStore._insert_records(db, records)
+        if any(r.event == "boom" for r in records):
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+
+def test_sqlite_error_mid_commit_is_a_store_error_and_rolls_back(tmp_path: Path) -> None:
+    """An sqlite3 error after the row and op are written is a StoreError and leaves nothing."""
+    SqliteStore(tmp_path / "s.db").commit(commits()[0])
+    store = FailingStore(tmp_path / "s.db")
+    a2 = store.get_test("a")
+    assert a2 is not None
+    a2.version = 2
+    with pytest.raises(StoreError, match="injected") as info:
+        store.commit(
+            Commit(
+                "a",
+                1,
+                test=a2,
+                operations=(StopOperation("o", "a", 1, "", 1),),
+                records=(record("a", 2, "boom"),),
+            )
+        )
+    assert not isinstance(info.value, VersionConflict)
+    state = store.get_test("a")
+    assert state is not None and state.version == 1
+    assert store.get_operation("o") is None and len(store.read_log()) == 1
+    store.commit(Commit("a", 1, test=a2, records=(record("a", 2),)))  # usable again
+    assert [r.version for r in store.read_log()] == [1, 2]
+
+
+def test_constraint_failure_on_insert_is_not_a_conflict(tmp_path: Path) -> None:
+    """A NOT NULL violation on insert is a StoreError, not a VersionConflict the engine retries."""
+    store = SqliteStore(tmp_path / "s.db")
+    bad = TestState("a", 1.0)
+    bad.created_by = None  # type: ignore[assignment]
+    with pytest.raises(StoreError, match="NOT NULL") as info:
+        store.commit(Commit("a", 0, test=bad, records=(record("a", 1, "create"),)))
+    assert not isinstance(info.value, VersionConflict)
+    assert store.get_test("a") is None and store.read_log() == []
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
+    """Short-lived threads do not leave an open connection each behind."""
+    store = SqliteStore(tmp_path / "s.db")
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for _ in range(50):
+        worker = threading.Thread(target=store.get_test, args=("a",))
+        worker.start()
+        worker.join()
+    assert len(store._all) <= 2  # this thread's and the last worker's
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) <= fds + 4
+    store.close()
+    assert store._all == {}
 
 
 def test_wal_and_integrity(tmp_path: Path) -> None:
