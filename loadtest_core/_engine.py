@@ -121,11 +121,28 @@ _BUSY = frozenset(
 )
 
 
-class Job(NamedTuple):
-    """One agent's assignment to one test; a single-agent test's job id is the test id."""
+class Job:
+    """One agent's assignment to one test; a single-agent test's job id is the test id.
 
-    id: str
-    test: Test
+    ``test`` is the test as handed out, built on first use: most callers (a
+    simulated agent, a job poll that only needs the id) never read it.
+    """
+
+    __slots__ = ("_state", "_test", "id")
+
+    def __init__(self, id: str, state: TestState) -> None:
+        self.id = id
+        self._state = state
+        self._test: Test | None = None
+
+    @property
+    def test(self) -> Test:
+        if self._test is None:
+            self._test = test_model(self._state)
+        return self._test
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r})"
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
@@ -206,6 +223,7 @@ class Engine:
         self._pending_filter: deque[str] = deque()
         self._filters: dict[str, Filter] = {}
         self._tagged: dict[tuple[str, str], set[str]] = {}
+        self._spec_cache: dict[int, tuple[TestSpec, dict[str, Any]]] = {}
         self._rebuild()
 
     # --- time and indexes -----------------------------------------------------
@@ -253,8 +271,12 @@ class Engine:
             for tag in _tags(before):
                 self._tagged.get(tag, set()).discard(before.id)
             return
-        status = after.status
-        was = None if before is None else before.status
+        status = after.phase.status
+        was = None if before is None else before.phase.status
+        if was in ACTIVE and status in ACTIVE:
+            assert before is not None
+            if before.assigned_agent_id == after.assigned_agent_id:
+                return  # progress within a running job: every hint is already in place
         if before is None:
             for tag in _tags(after):
                 self._tagged.setdefault(tag, set()).add(after.id)
@@ -289,11 +311,12 @@ class Engine:
     # --- the one write path ---------------------------------------------------
 
     def _get(self, test_id: str) -> TestState:
+        if type(test_id) is str:
+            state = self.store.get_test(test_id)
+            if state is not None:  # only well-formed ids are ever stored
+                return state
         _check_id(test_id, "test_id")
-        state = self.store.get_test(test_id)
-        if state is None:
-            raise NotFound(f"test {test_id} not found")
-        return state
+        raise NotFound(f"test {test_id} not found")
 
     def _record(
         self, before: TestState, event: Event, outcome: Outcome, now: float, extra: dict[str, Any]
@@ -322,16 +345,23 @@ class Engine:
         event: Event,
         *,
         guard: Callable[[TestState], Outcome | None] | None = None,
+        first: TestState | None = None,
     ) -> tuple[Outcome, TestState | None, StopOperation | None]:
-        """Apply one event with compare-and-set; returns outcome, new state, stop operation."""
+        """Apply one event with compare-and-set; returns outcome, new state, stop operation.
+
+        ``first`` is the state the caller just read under the lock (saves a read).
+        """
         with self._lock:
+            current = first
             for _ in range(self.policies.cas_retries):
-                current = self._get(test_id)
+                if current is None:
+                    current = self._get(test_id)
                 now = self.now()
-                outcome = guard(current) if guard is not None else None
-                if outcome is not None:
-                    self._log_rejection(current, event, outcome, now)
-                    return outcome, current, None
+                if guard is not None:
+                    outcome = guard(current)
+                    if outcome is not None:
+                        self._log_rejection(current, event, outcome, now)
+                        return outcome, current, None
                 accepts = COMPILED[current.phase.name][event.trigger].kind is Kind.ACCEPTED
                 work = current.copy() if accepts else current  # apply never touches a rejection
                 outcome = apply(work, event, now)
@@ -342,31 +372,32 @@ class Engine:
                     if event.trigger == "stop" and outcome.kind is Kind.UNCHANGED:
                         op = self.store.inflight_operation(test_id)
                         if op is None:  # the stop completed after our read: read again
+                            current = None
                             continue
                     return outcome, current, op
                 after = None if outcome.to is None else work
                 extra: dict[str, Any] = {}
-                ends = after is None or after.status in _FINISHED
                 is_stop = isinstance(event, Stop)
-                pending = self.store.inflight_operation(test_id) if ends or is_stop else None
-                if is_stop and pending is None:
-                    extra["operation_id"] = self._ids("op")
-                ops = _stop_operations(current, after, event, now, pending, extra)
+                ops: tuple[StopOperation, ...] = ()
+                if is_stop or after is None or after.phase.status in _FINISHED:
+                    pending = self.store.inflight_operation(test_id)
+                    if is_stop and pending is None:
+                        extra["operation_id"] = self._ids("op")
+                    ops = tuple(_stop_operations(current, after, event, now, pending, extra))
                 record = self._record(current, event, outcome, now, extra)
-                change = Commit(
-                    test_id,
-                    current.version,
-                    test=after,
-                    remove=after is None,
-                    operations=tuple(ops),
-                    records=(record,),
-                )
                 try:
-                    self.store.commit(change)
+                    self.store.commit(
+                        Commit(test_id, current.version, after, after is None, ops, (record,))
+                    )
                 except VersionConflict:
+                    current = None
                     continue
                 self._index(current, after, now)
-                stop_op = next((op for op in ops if op.test_id == test_id), None)
+                stop_op = None
+                for op in ops:
+                    if op.test_id == test_id:
+                        stop_op = op
+                        break
                 return outcome, after, stop_op
             raise Aborted(
                 f"test {test_id}: concurrent updates won {self.policies.cas_retries} times"
@@ -380,6 +411,13 @@ class Engine:
 
     def create(self, spec: TestSpec | dict[str, Any], *, principal: str = "") -> Test:
         """Create a test in CREATED; it waits for a matching agent to take its job."""
+        return self.snapshot(self._create(spec, principal))
+
+    def create_id(self, spec: TestSpec | dict[str, Any], *, principal: str = "") -> str:
+        """``create`` without building the returned snapshot: for simulations and bulk loads."""
+        return self._create(spec, principal).id
+
+    def _create(self, spec: TestSpec | dict[str, Any], principal: str) -> TestState:
         parsed, compiled = _parse_spec(spec)
         with self._lock:
             now = self.now()
@@ -390,18 +428,32 @@ class Engine:
                 now,
                 principal,
                 "create",
-                {"spec": parsed.to_data()},
+                {"spec": self._spec_data(parsed)},
                 None,
                 Status.CREATED,
                 Kind.ACCEPTED,
                 "created",
                 1,
             )
-            self.store.commit(Commit(state.id, 0, test=state, records=(record,)))
+            self.store.commit(Commit(state.id, 0, state, False, (), (record,)))
             if compiled is not None:
                 self._filters[state.id] = compiled
             self._index(None, state, now)
-            return self.snapshot(state)
+            return state
+
+    def _spec_data(self, spec: TestSpec) -> dict[str, Any]:
+        """``spec.to_data()``, once per spec object: specs are immutable and often shared.
+
+        The entry holds the spec itself, so its ``id`` cannot be reused while cached.
+        """
+        hit = self._spec_cache.get(id(spec))
+        if hit is not None and hit[0] is spec:
+            return hit[1]
+        if len(self._spec_cache) >= 4096:
+            self._spec_cache.clear()
+        data = spec.to_data()
+        self._spec_cache[id(spec)] = (spec, data)
+        return data
 
     def get(self, test_id: str) -> Test:
         return self.snapshot(self._get(test_id))
@@ -548,7 +600,7 @@ class Engine:
                     self._contact[test_id] = now
                     self._jobs.setdefault(agent_id, set()).add(test_id)
                     self._schedule(now + self.policies.lease_after, "lease", test_id)
-                    return Job(test_id, self.snapshot(state))
+                    return Job(test_id, state)
             return None
 
     def job_holder(self, job_id: str) -> str | None:
@@ -583,7 +635,7 @@ class Engine:
         owner = state.assigned_agent_id or self._lease.get(state.id)
         if owner == agent_id:
             self._contact[test_id] = self.now()
-            if state.status is Status.LOST:
+            if state.phase.status is Status.LOST:
                 outcome, after, _ = self._command(test_id, Contact(agent_id))
                 if outcome.kind is Kind.ACCEPTED and after is not None:
                     return after
@@ -598,9 +650,8 @@ class Engine:
         )
         with self._lock:
             state = self._touch(job_id, agent_id)
-            guard = self._agent_guard(agent_id) if state.status is Status.CREATED else None
-            outcome, _, _ = self._command(job_id, event, guard=guard)
-            return outcome
+            guard = self._agent_guard(agent_id) if state.phase.status is Status.CREATED else None
+            return self._command(job_id, event, guard=guard, first=state)[0]
 
     def signal(self, job_id: str, agent_id: str) -> Signal:
         """``JobService.GetSignal``: STOP, RUN_IN (WAITING) or nothing; a poll is contact."""
@@ -627,8 +678,10 @@ class Engine:
                 "rps: must be an integer in 0..2^63-1", field="imbalance_point.rps"
             )
         with self._lock:
-            self._touch(job_id, agent_id)
-            return self._command(job_id, Imbalance(agent_id, float(at), rps, comment))[0]
+            state = self._touch(job_id, agent_id)
+            return self._command(job_id, Imbalance(agent_id, float(at), rps, comment), first=state)[
+                0
+            ]
 
     def agent_heartbeat(self, agent_id: str, status: AgentStatus) -> None:
         """``AgentService.ClaimStatus``: a busy agent keeps its tests alive."""
@@ -653,9 +706,14 @@ class Engine:
         return fired
 
     def next_deadline(self) -> float | None:
-        """When the earliest scheduled check is due (simulators jump the clock there)."""
-        with self._lock:
-            return self._heap[0][0] if self._heap else None
+        """When the earliest scheduled check is due (simulators jump the clock there).
+
+        Lock-free: a hint read in one step under the GIL; ``tick`` re-checks under the lock.
+        """
+        try:
+            return self._heap[0][0]
+        except IndexError:
+            return None
 
     def _fire(self, kind: str, test_id: str, now: float) -> int:
         state = self.store.get_test(test_id)

@@ -25,6 +25,9 @@ class VersionConflict(StoreError):
     """The test's stored version is not the one the change was computed from."""
 
 
+_new_tuple = tuple.__new__
+
+
 class Commit(NamedTuple):
     """One atomic change. ``expected_version`` 0 inserts ``test``; ``remove`` deletes it."""
 
@@ -121,7 +124,7 @@ class MemoryStore:
 
     def _append(self, records: tuple[LogRecord, ...]) -> None:
         for record in records:
-            numbered = record._replace(seq=next(self._seq))
+            numbered = _new_tuple(LogRecord, (next(self._seq), *record[1:]))  # fast _replace
             if self._keep_log:
                 self._log.append(numbered)
             if self._on_log is not None:

@@ -58,6 +58,11 @@ _STAGES = (
     Status.POST_PROCESSING,
 )
 
+_NAME: dict[Status | None, str] = {s: s.name for s in Status}
+_NAME[None] = "None"
+_VALUE = {k: k.value for k in Kind}
+_ACCEPTED, _NOTED = Kind.ACCEPTED, Kind.NOTED
+
 # event kinds, ordered so that simultaneous events resolve the same way every run
 (
     CREATE,
@@ -200,6 +205,8 @@ class _Job:
 class Simulator:
     """One shard: ``run()`` drives the engine until every test ends or the horizon."""
 
+    hash_batch = 4096  # log lines hashed per sha256 update
+
     def __init__(
         self,
         scenario: Scenario,
@@ -223,6 +230,7 @@ class Simulator:
         self.clock = ManualClock(BASE)
         self.metrics = Metrics(tests=scenario.tests)
         self._hash = hashlib.sha256()
+        self._lines: list[str] = []
         self.store = MemoryStore(keep_log=False, on_log=self._on_log)
         numbers = itertools.count(1)
         prefix = f"s{shard}-"
@@ -231,6 +239,15 @@ class Simulator:
             clock=self.clock,
             policies=Policies(lost_after=scenario.lost_after, lost_expiry=scenario.lost_expiry),
             ids=lambda kind: f"{kind}-{prefix}{next(numbers):08d}",
+        )
+        st = scenario.stages
+        self._stage_dists = (
+            st.initiated,
+            st.preparing,
+            st.waiting,
+            st.running,
+            st.finishing,
+            st.post_processing,
         )
         self.interval = _us(scenario.request_interval)
         self.reporter = _us(scenario.reporter_interval)
@@ -255,24 +272,25 @@ class Simulator:
 
     # --- bookkeeping --------------------------------------------------------------
 
-    def _push(self, t: int, kind: int, arg: Any) -> None:
-        """Order: time, then kind, then agent/test index — the same in every polling mode."""
-        who = arg if isinstance(arg, int) else (arg[0] if isinstance(arg, tuple) else arg)
-        key = who if isinstance(who, int) else getattr(who, "index", 0)
+    def _push(self, t: int, kind: int, key: int, arg: Any) -> None:
+        """Order: time, kind, then agent/test index ``key``: the same in every polling mode."""
         heapq.heappush(self.heap, (t, kind, key, next(self.seq), arg))
 
     def _on_log(self, r: LogRecord) -> None:
         m = self.metrics
         m.events += 1
-        if r.outcome is Kind.ACCEPTED:
+        outcome = r.outcome
+        if outcome is _ACCEPTED:
             m.accepted += 1
-        elif r.outcome is not Kind.NOTED:
+        elif outcome is not _NOTED:
             m.rejected += 1
-        self._hash.update(
-            f"{r.seq}|{r.test_id}|{r.at!r}|{r.actor}|{r.event}|{sorted(r.payload.items())!r}|"
-            f"{r.from_status and r.from_status.name}|{r.to_status and r.to_status.name}|"
-            f"{r.outcome.value}|{r.version}\n".encode()
+        lines = self._lines
+        lines.append(
+            f"{r.seq}|{r.test_id}|{r.at!r}|{r.actor}|{r.event}|{r.payload!r}|"
+            f"{_NAME[r.from_status]}|{_NAME[r.to_status]}|{_VALUE[outcome]}|{r.version}\n"
         )
+        if len(lines) >= self.hash_batch:
+            self._flush_hash()
         if self.trace is not None:
             import json
 
@@ -296,6 +314,11 @@ class Simulator:
             if state is not None:
                 m.invariant_violations += len(check_state(state))
 
+    def _flush_hash(self) -> None:
+        """Hash lines in batches: one update of many lines equals many updates."""
+        self._hash.update("".join(self._lines).encode())
+        self._lines.clear()
+
     def _poll_after(self, agent: _Agent, t: int) -> int:
         """The agent's first poll strictly after ``t``."""
         return agent.phase + ((t - agent.phase) // self.interval + 1) * self.interval
@@ -311,17 +334,17 @@ class Simulator:
             return
         nxt = self._poll_after(agent, t)
         if not self.sc.full_polling:
-            candidates = [self._poll_after(agent, max(t, job.last_poll + self.checkpoint) - 1)]
+            best = self._poll_after(agent, max(t, job.last_poll + self.checkpoint) - 1)
             if job.change_at < INF:
-                candidates.append(self._poll_after(agent, job.change_at))
-            if job.silence < INF and job.silence > t:
+                best = min(best, self._poll_after(agent, job.change_at))
+            if t < job.silence < INF:
                 last = self._poll_after(agent, job.silence) - self.interval
                 if last > t:
-                    candidates.append(last)
-            nxt = max(nxt, min(candidates))
+                    best = min(best, last)
+            nxt = max(nxt, best)
         if nxt < job.poll_at or job.poll_at <= t:
             job.poll_at = nxt
-            self._push(nxt, POLL, agent)
+            self._push(nxt, POLL, agent.index, agent)
 
     def _start_job(self, agent: _Agent, test_id: str, t: int) -> None:
         sc, rng, faults = self.sc, self.rng, self.sc.faults
@@ -342,28 +365,19 @@ class Simulator:
             job.silence = t + _us(rng.uniform(0, sc.time_limit))
             job.silence_for = _us(faults.partition_duration.sample(rng))
         if job.silence < INF:
-            self._push(job.silence, SILENCE, (agent, job))
+            self._push(job.silence, SILENCE, agent.index, (agent, job))
             last_beat = self._beat_after(agent, job.silence) - self.reporter
-            if last_beat > t and not sc.full_polling:
-                self._push(last_beat, LAST_BEAT, (agent, job))  # last contact before silence
+            if last_beat > t and not sc.full_polling:  # the last contact before silence
+                self._push(last_beat, LAST_BEAT, agent.index, (agent, job))
         self._enter(agent, job, 0, t)
         if self.sc.full_polling:
-            self._push(self._beat_after(agent, t), HEARTBEAT, (agent, job))
+            self._push(self._beat_after(agent, t), HEARTBEAT, agent.index, (agent, job))
 
     def _beat_after(self, agent: _Agent, t: int) -> int:
         return agent.beat + ((t - agent.beat) // self.reporter + 1) * self.reporter
 
     def _duration(self, stage: int, job: _Job) -> int:
-        st = self.sc.stages
-        dist = (
-            st.initiated,
-            st.preparing,
-            st.waiting,
-            st.running,
-            st.finishing,
-            st.post_processing,
-        )[stage]
-        return _us(dist.sample(self.rng) * job.slow)
+        return round(self._stage_dists[stage].sample(self.rng) * job.slow * US)
 
     def _enter(self, agent: _Agent, job: _Job, stage: int, t: int) -> None:
         """Claim stage ``stage`` (with faults) and schedule its end."""
@@ -383,15 +397,17 @@ class Simulator:
         if status is Status.RUNNING:
             job.run_started = t
             length = self._duration(stage, job)
-            self._push(t + min(length, _us(self.sc.time_limit)), STAGE_END, (agent, job))
+            self._push(
+                t + min(length, _us(self.sc.time_limit)), STAGE_END, agent.index, (agent, job)
+            )
         else:
-            self._push(t + self._duration(stage, job), STAGE_END, (agent, job))
+            self._push(t + self._duration(stage, job), STAGE_END, agent.index, (agent, job))
         self._schedule_poll(agent, job, t)
 
     def _finish(self, agent: _Agent, job: _Job, t: int) -> None:
         job.done = True
         agent.job = None
-        self._push(self._poll_after(agent, t), POLL_JOB, agent)
+        self._push(self._poll_after(agent, t), POLL_JOB, agent.index, agent)
 
     def _stage_end(self, agent: _Agent, job: _Job, t: int) -> None:
         if job.done or job.stopping:
@@ -427,12 +443,12 @@ class Simulator:
         if signal.kind is SignalKind.STOP:
             job.stopping = True
             shutdown = _us(self.sc.stages.shutdown.sample(self.rng) * job.slow)
-            self._push(t + shutdown, SHUTDOWN_END, (agent, job))
+            self._push(t + shutdown, SHUTDOWN_END, agent.index, (agent, job))
             if not self.sc.full_polling:
-                self._push(self._beat_after(agent, t), HEARTBEAT, (agent, job))
+                self._push(self._beat_after(agent, t), HEARTBEAT, agent.index, (agent, job))
             return
         if signal.kind is SignalKind.RUN_IN and _STAGES[job.stage] is Status.WAITING:
-            self._push(t + self._duration(2, job), STAGE_END, (agent, job))
+            self._push(t + self._duration(2, job), STAGE_END, agent.index, (agent, job))
             return
         self._schedule_poll(agent, job, t)
 
@@ -440,9 +456,6 @@ class Simulator:
 
     def _handle(self, t: int, kind: int, arg: Any) -> None:
         engine = self.engine
-        if kind == CREATE:
-            self._create(arg, t)
-            return
         if kind == USER_STOP:
             test_id = arg[1]
             try:
@@ -465,25 +478,25 @@ class Simulator:
             back = agent.silent_until
             if kind == HEARTBEAT:
                 back = self._beat_after(agent, back - 1)  # heartbeats keep their rhythm
-            self._push(back, kind, arg)  # delivered when the network returns
+            self._push(back, kind, agent.index, arg)  # delivered when the network returns
             return
-        if kind == POLL_JOB:
+        if kind == STAGE_END:
+            self._stage_end(agent, arg[1], t)
+        elif kind == POLL:
+            if agent.job is not None:
+                self._poll(agent, agent.job, t)
+        elif kind == POLL_JOB:
             if agent.job is None:
                 job = engine.next_job(agent.id)
                 if job is None:
                     agent.waiting_for_job = True
                 else:
                     self._start_job(agent, job.id, t)
-        elif kind == STAGE_END:
-            self._stage_end(agent, arg[1], t)
-        elif kind == POLL:
-            if agent.job is not None:
-                self._poll(agent, agent.job, t)
         elif kind == HEARTBEAT:
             job = arg[1]
             if agent.job is job and (job.stopping or self.sc.full_polling):
                 engine.agent_heartbeat(agent.id, AgentStatus.TESTING)
-                self._push(t + self.reporter, HEARTBEAT, arg)
+                self._push(t + self.reporter, HEARTBEAT, agent.index, arg)
         elif kind == LAST_BEAT:
             job = arg[1]
             if agent.job is job and not job.stopping:
@@ -503,7 +516,7 @@ class Simulator:
                 agent.silent_until = t + job.silence_for
                 job.change_at = agent.silent_until  # the first poll back recovers
                 job.silence = INF
-                self._push(agent.silent_until, RETURN, agent)
+                self._push(agent.silent_until, RETURN, agent.index, agent)
         elif kind == RETURN:
             job = agent.job
             if job is not None and not job.done:
@@ -521,31 +534,54 @@ class Simulator:
                     "details": {"name": f"sim-{agent.id}"},
                 }
             )
-        test = self.engine.create(spec, principal="sim-user")
+        test_id = self.engine.create_id(spec, principal="sim-user")
         if self.rng.random() < sc.stop_probability:
-            self._push(t + _us(sc.stop_after.sample(self.rng)), USER_STOP, (index, test.id))
+            self._push(t + _us(sc.stop_after.sample(self.rng)), USER_STOP, index, (index, test_id))
         for at, which in sc.stop_at:
             if which == self.first_test + index:
-                self._push(max(_us(at), t), USER_STOP, (index, test.id))
+                self._push(max(_us(at), t), USER_STOP, index, (index, test_id))
         if agent.job is None and (agent.waiting_for_job or index < len(self.agents)):
             agent.waiting_for_job = False
-            self._push(self._poll_after(agent, t - 1), POLL_JOB, agent)
+            self._push(self._poll_after(agent, t - 1), POLL_JOB, agent.index, agent)
 
     def run(self) -> Metrics:
+        """Run to the end; the cyclic GC is paused meanwhile (see docs/simulation.md)."""
+        import gc
+
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if paused:
+                gc.enable()
+
+    def _run(self) -> Metrics:
         import time
 
         sc = self.sc
         wall = time.perf_counter()
         rate = sc.arrival_rate
-        for i in range(sc.tests):
-            self._push(0 if rate is None else _us(i / rate), CREATE, i)
+        tests = sc.tests
+        # Creations are a sorted stream merged with the heap instead of n heap entries:
+        # kind CREATE sorts first at equal times, and creations are in index order.
+        created = 0
+        create_t = 0
         horizon = _us(sc.horizon)
         heap, engine, clock = self.heap, self.engine, self.clock
+        handle, create, pop = self._handle, self._create, heapq.heappop
         every = _us(self.timeline_every) if self.timeline_every else INF
         next_sample = 0 if self.timeline_every else INF
         done_events = 0
-        while heap:
-            t, kind, _, _, arg = heap[0]
+        while True:
+            if created < tests and (not heap or create_t <= heap[0][0]):
+                t = create_t
+                from_heap = False
+            elif heap:
+                t = heap[0][0]
+                from_heap = True
+            else:
+                break
             if t > horizon:
                 break
             deadline = engine.next_deadline()
@@ -554,18 +590,24 @@ class Simulator:
                 self.now = max(self.now, _us(deadline - BASE))
                 engine.tick()
                 continue
-            heapq.heappop(heap)
             if t > self.now:
                 self.now = t
                 clock.set(max(BASE + t / US, clock.now()))
             while self.now >= next_sample:
                 self._sample(next_sample)
                 next_sample += every
-            self._handle(t, kind, arg)
+            if from_heap:
+                _, kind, _, _, arg = pop(heap)
+                handle(t, kind, arg)
+            else:
+                create(created, t)
+                created += 1
+                if rate is not None:
+                    create_t = _us(created / rate)
             done_events += 1
             if self.progress is not None and done_events % 20000 == 0:
-                self.progress(self.terminal, sc.tests, self.now / US)
-            if self.terminal >= sc.tests:
+                self.progress(self.terminal, tests, self.now / US)
+            if self.terminal >= tests:
                 break
         # let deadlines due before the horizon fire (LOST, expiry) for silent agents
         while True:
@@ -583,6 +625,7 @@ class Simulator:
             counts[state.status.name] = counts.get(state.status.name, 0) + 1
         m.final_status_counts = counts
         m.stuck = sum(v for k, v in counts.items() if Status[k] not in TERMINAL)
+        self._flush_hash()
         m.event_log_sha256 = self._hash.hexdigest()
         if self.timeline_every:
             self._sample(self.now)

@@ -16,6 +16,7 @@ from loadtest_core import (
     Rejected,
     SignalKind,
     Status,
+    TestSpec,
     Unsupported,
     check_operation,
     check_state,
@@ -397,3 +398,48 @@ def test_stop_racing_the_final_claim_reads_again(clock: ManualClock) -> None:
     with pytest.raises(Rejected) as info:
         a.stop(test_id)
     assert info.value.outcome.status is Status.STOPPED
+
+
+def test_create_id_logs_what_create_logs(clock: ManualClock) -> None:
+    """create_id stores and logs the same test as create, returning only its id."""
+    a = Engine(MemoryStore(), clock=clock, ids=counter_ids())
+    b = Engine(MemoryStore(), clock=clock, ids=counter_ids())
+    test = a.create(spec(name="x"), principal="p")
+    test_id = b.create_id(spec(name="x"), principal="p")
+    assert test_id == test.id and b.get(test_id) == test
+    assert [r.to_data() for r in a.events()] == [r.to_data() for r in b.events()]
+
+
+def test_a_shared_spec_is_logged_once_per_object_correctly(engine: Engine) -> None:
+    """Reusing one TestSpec object logs its data each time; another spec logs its own."""
+    one, two = TestSpec.from_data(spec(name="one")), TestSpec.from_data(spec(name="two"))
+    for s in (one, one, two, one):
+        engine.create_id(s)
+    logged = [r.payload["spec"]["details"]["name"] for r in engine.events()]
+    assert logged == ["one", "one", "two", "one"]
+
+
+def test_job_test_is_the_test_as_handed_out(engine: Engine) -> None:
+    """A job's test is built on first use and shows the test as it was at hand-out."""
+    created = engine.create(spec(name="job"))
+    job = engine.next_job("agent-1")
+    assert job is not None
+    assert engine.claim(job.id, "agent-1", Status.INITIATED).ok
+    assert job.test == created
+    assert job.test is job.test
+    assert repr(job) == f"Job(id={created.id!r})"
+
+
+def test_malformed_and_unknown_ids_differ_on_every_path(engine: Engine) -> None:
+    """A malformed id is INVALID_ARGUMENT, a well-formed unknown one NOT_FOUND, on every path."""
+    for call in (
+        lambda i: engine.get(i),
+        lambda i: engine.claim(i, "agent-1", Status.RUNNING),
+        lambda i: engine.report_imbalance(i, "agent-1", at=1.0, rps=1),
+    ):
+        with pytest.raises(InvalidArgument):
+            call("bad id!")
+        with pytest.raises(InvalidArgument):
+            call(17)
+        with pytest.raises(NotFound):
+            call("no-such-test")

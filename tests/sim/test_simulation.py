@@ -230,3 +230,43 @@ def test_cli_scenario_file_and_bad_flags(
     assert "tests" in capsys.readouterr().err
     assert main(["simulate", "--crash", "1.5"]) == 2
     assert "faults.crash" in capsys.readouterr().err
+
+
+def test_hash_batching_does_not_change_the_hash() -> None:
+    """Hashing log lines in batches gives the hash of hashing them one by one."""
+    sc = Scenario(tests=800, agents=40, seed=3)
+    batched = Simulator(sc)
+    batched.hash_batch = 1000
+    single = Simulator(sc)
+    single.hash_batch = 1
+    a, b = batched.run(), single.run()
+    assert a.events > 1000 and a.events % 1000 != 0
+    assert a.event_log_sha256 == b.event_log_sha256
+
+
+def test_gc_is_paused_during_a_run_and_restored() -> None:
+    """The cyclic GC is off while a run goes and back to its former state after."""
+    import gc
+
+    seen: list[bool] = []
+    sim = Simulator(SMALL, progress=lambda *_: seen.append(gc.isenabled()))
+    assert gc.isenabled()
+    sim.run()
+    assert seen and not any(seen) and gc.isenabled()
+    gc.disable()
+    try:
+        Simulator(SMALL).run()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_arrivals_are_created_in_order_at_their_times() -> None:
+    """With an arrival rate, test i is created at i / rate, in index order."""
+    import io
+
+    trace = io.StringIO()
+    simulate(Scenario(tests=25, agents=3, seed=4, arrival_rate=2.0), trace=trace)
+    creates = [r for r in map(json.loads, trace.getvalue().splitlines()) if r["event"] == "create"]
+    assert [round(r["at"] - creates[0]["at"], 6) for r in creates] == [i / 2 for i in range(25)]
+    assert [r["test_id"] for r in creates] == sorted(r["test_id"] for r in creates)
