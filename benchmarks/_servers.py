@@ -32,20 +32,8 @@ def _child(kind: str, tests: int, conn: Connection) -> None:
     engine = Engine(MemoryStore(keep_log=False))
     auth = TokenAuth([USER], [AGENT])
     ids = _prepare(engine, tests, plans=kind == "http")
-    if kind == "grpc":
-        from concurrent import futures
-
-        import grpc
-
-        from loadtest_core.grpc import add_servicers
-
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-        add_servicers(server, engine, auth)
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        conn.send((port, ids))
-        conn.recv()
-        server.stop(None)
+    if kind in ("grpc", "grpc-sync"):
+        _grpc_child(kind, engine, auth, ids, conn)
         return
     import uvicorn
 
@@ -68,6 +56,53 @@ def _child(kind: str, tests: int, conn: Connection) -> None:
     conn.recv()
     userver.should_exit = True
     thread.join(5)
+    conn.send(None)
+
+
+def _grpc_child(kind: str, engine: Any, auth: Any, ids: list[str], conn: Connection) -> None:
+    """``serve``'s aio server and batched RPC log ("grpc"), or the threaded one ("grpc-sync")."""
+    import asyncio
+    import tempfile
+
+    from loadtest_core.server._serve import DRAIN_EVERY, aio_server, log_to
+
+    with tempfile.TemporaryFile() as sink:
+        handler = log_to(sink.fileno())
+        if kind == "grpc-sync":
+            from concurrent import futures
+
+            import grpc
+
+            from loadtest_core.grpc import add_servicers
+
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+            add_servicers(server, engine, auth)
+            port = server.add_insecure_port("127.0.0.1:0")
+            server.start()
+            conn.send((port, ids))
+            conn.recv()
+            server.stop(None)
+        else:
+
+            async def main() -> None:
+                server = aio_server(engine, auth)
+                port = server.add_insecure_port("127.0.0.1:0")
+                await server.start()
+                conn.send((port, ids))
+                while not conn.poll():
+                    await asyncio.sleep(DRAIN_EVERY)
+                    handler.drain()
+                conn.recv()
+                await server.stop(None)
+
+            asyncio.run(main())
+        handler.drain()
+        conn.send(_count_lines(sink))
+
+
+def _count_lines(sink: Any) -> int:
+    sink.seek(0)
+    return sum(1 for _ in sink)
 
 
 class ServerProcess:
@@ -78,6 +113,9 @@ class ServerProcess:
         self._proc.start()
         self.port, self.ids = self._conn.recv()
 
-    def close(self) -> None:
+    def close(self) -> Any:
+        """Stop the server; a gRPC server answers with the number of RPC log lines it wrote."""
         self._conn.send("stop")
+        reply = self._conn.recv() if self._conn.poll(10) else None
         self._proc.join(10)
+        return reply

@@ -79,7 +79,9 @@ class TokenAuth:
         """The role a token grants, or None; the comparison touches every configured token."""
         if token is None:
             return None
-        digest = _digest(token)
+        return self._role_of_digest(_digest(token))
+
+    def _role_of_digest(self, digest: bytes) -> Role | None:
         found: Role | None = None
         for candidate, role in self._tokens:
             if hmac.compare_digest(candidate, digest) and found is None:
@@ -88,10 +90,19 @@ class TokenAuth:
 
     def require(self, header: str | bytes | None, role: Role) -> None:
         """Raise Unauthenticated (missing/wrong) or PermissionDenied (other role)."""
+        self.authenticate(header, role)
+
+    def authenticate(self, header: str | bytes | None, role: Role) -> str:
+        """``require``, then the caller's ``principal_of``; the token is hashed once for both."""
+        token = bearer_token(header)
         if self.insecure:
-            return
-        granted = self.role_of(bearer_token(header))
+            return principal_of(token)
+        if token is None:
+            raise Unauthenticated("missing or invalid bearer token")
+        digest = _digest(token)
+        granted = self._role_of_digest(digest)
         if granted is None:
             raise Unauthenticated("missing or invalid bearer token")
         if granted is not role:
             raise PermissionDenied(f"a {granted.value} token cannot call {role.value} methods")
+        return "token:" + digest.hex()[:12]

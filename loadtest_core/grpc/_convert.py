@@ -7,6 +7,7 @@ packed and unpacked explicitly.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -64,6 +65,16 @@ PROTO_OF: dict[type[Message], type[ProtoMessage]] = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def set_timestamp(proto: Any, when: datetime) -> None:
+    """``Timestamp.FromDatetime`` (naive means UTC) in integer arithmetic, several times faster."""
+    delta = (when if when.tzinfo is not None else when.replace(tzinfo=UTC)) - _EPOCH
+    proto.seconds = delta.days * 86_400 + delta.seconds
+    proto.nanos = delta.microseconds * 1000
+
+
 def to_proto(model: Message) -> Any:
     """The protobuf message for a model (Operation: see ``operation_to_proto``)."""
     if isinstance(model, Operation):
@@ -87,9 +98,9 @@ def operation_to_proto(op: Operation, metadata: ProtoMessage | None = None) -> A
         id=op.id, description=op.description, created_by=op.created_by, done=op.done
     )
     if op.created_at is not None:
-        proto.created_at.FromDatetime(op.created_at)
+        set_timestamp(proto.created_at, op.created_at)
     if op.modified_at is not None:
-        proto.modified_at.FromDatetime(op.modified_at)
+        set_timestamp(proto.modified_at, op.modified_at)
     if metadata is not None:
         proto.metadata.Pack(metadata)
     elif op.metadata is not None:

@@ -2,20 +2,25 @@
 
 User RPCs (api ``TestService``, ``OperationService``) need a user token;
 agent RPCs (registration, heartbeat, jobs, agent ``TestService``) an agent
-token. Every RPC not listed answers UNIMPLEMENTED through the generated base
-classes. Each call logs one JSON line: method, code, duration, peer.
+token. Every RPC of a generated servicer that is not implemented here answers
+UNIMPLEMENTED. Each call logs one JSON line: method, code, duration, peer.
+
+Service methods take ``(request, call)`` and raise on failure; ``add_servicers``
+(``grpc.server``) and ``add_aio_servicers`` (``grpc.aio.server``) wrap the very
+same methods, so both servers answer identically.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import json
 import logging
 import threading
 import time
+import types
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -41,17 +46,17 @@ from loadtest_core import (
     Engine,
     InvalidArgument,
     LoadtestError,
+    MemoryStore,
     NotFound,
     Operation,
     Role,
     Test,
     TokenAuth,
 )
-from loadtest_core._auth import bearer_token, principal_of
-from loadtest_core.grpc._convert import operation_to_proto, to_proto
+from loadtest_core.grpc._convert import operation_to_proto, set_timestamp, to_proto
 from loadtest_core.grpc._mapping import AGENT_STATUS, CLAIM_CODE, JOB_STATUS, SIGNAL, grpc_code
 
-__all__ = ["add_servicers"]
+__all__ = ["add_aio_servicers", "add_servicers"]
 
 log = logging.getLogger("loadtest_core.grpc")
 DOMAIN = "loadtesting.loadtest-core"
@@ -73,57 +78,138 @@ def _status(code: grpc.StatusCode, message: str, reason: str) -> grpc.Status:
     )
 
 
-def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
-    for k, v in context.invocation_metadata() or ():
-        if k == key:
-            return v if isinstance(v, str) else v.decode("utf-8", "replace")
-    return None
+class Call:
+    """What a servicer method sees of its call, read on the server's own thread.
+
+    Methods never touch the gRPC context, so the same code serves the
+    synchronous and the asyncio server, inline or on a worker thread.
+    """
+
+    __slots__ = ("_metadata", "peer", "principal")
+
+    def __init__(self, context: grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]) -> None:
+        self._metadata = context.invocation_metadata() or ()
+        self.peer: str = context.peer()
+        self.principal = ""
+
+    def metadata(self, key: str) -> str | None:
+        for k, v in self._metadata:
+            if k == key:
+                return v if isinstance(v, str) else v.decode("utf-8", "replace")
+        return None
+
+
+Method = Callable[[Any, Any, Call], Any]
 
 
 def rpc(role: Role) -> Callable[[F], F]:
-    """Auth, error mapping and one structured log line around a servicer method."""
+    """Mark a servicer method as an RPC that needs a token of ``role``."""
 
-    def wrap(method: F) -> F:
-        name = method.__name__
+    def mark(method: F) -> F:
+        method.rpc_role = role  # type: ignore[attr-defined]
+        return method
 
-        @functools.wraps(method)
-        def handler(self: _Base, request: Any, context: grpc.ServicerContext) -> Any:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                self.auth.require(_metadata(context, "authorization"), role)
-                return method(self, request, context)
-            except LoadtestError as exc:
-                code, message, reason = grpc_code(exc), exc.message, exc.reason
-            except _Abort as exc:
-                code, message, reason = exc.code, exc.message, exc.reason
-            except Exception:
-                log.exception("unexpected failure in %s", name)
-                code, message, reason = grpc.StatusCode.INTERNAL, "internal error", "INTERNAL"
-            finally:
-                log.info(
-                    json.dumps(
-                        {
-                            "rpc": f"{type(self).__name__}.{name}",
-                            "code": code.name,
-                            "ms": round((time.perf_counter() - started) * 1000, 3),
-                            "peer": context.peer(),
-                        }
-                    )
-                )
-            context.abort_with_status(_status(code, message, reason))
-            raise AssertionError("unreachable")  # pragma: no cover
+    return mark
 
-        return handler  # type: ignore[return-value]
 
-    return wrap
+def invoke(servicer: _Base, method: Method, role: Role, request: Any, call: Call) -> Any:
+    """Auth, the method, and its error as an ``_Abort``: the part both servers share."""
+    try:
+        call.principal = servicer.auth.authenticate(call.metadata("authorization"), role)
+        return method(servicer, request, call)
+    except LoadtestError as exc:
+        return _Abort(grpc_code(exc), exc.message, exc.reason)
+    except _Abort as exc:
+        return exc
+    except Exception:
+        log.exception("unexpected failure in %s", method.__name__)
+        return _Abort(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+
+
+def _log_line(name: str, outcome: Any, started: float, peer: str) -> None:
+    """One JSON line per RPC, formatted only when someone listens."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    code = outcome.code.name if isinstance(outcome, _Abort) else "OK"
+    ms = round((time.perf_counter() - started) * 1000, 3)
+    log.info('{"rpc": "%s", "code": "%s", "ms": %s, "peer": %s}', name, code, ms, json.dumps(peer))
+
+
+def _sync_handler(servicer: _Base, method: Method, role: Role) -> Callable[..., Any]:
+    name = f"{type(servicer).__name__}.{method.__name__}"
+
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.perf_counter()
+        call = Call(context)
+        outcome = invoke(servicer, method, role, request, call)
+        _log_line(name, outcome, started, call.peer)
+        if isinstance(outcome, _Abort):
+            context.abort_with_status(_status(outcome.code, outcome.message, outcome.reason))
+        return outcome
+
+    return handler
+
+
+def _aio_handler(
+    servicer: _Base, method: Method, role: Role, offload: bool
+) -> Callable[..., Awaitable[Any]]:
+    name = f"{type(servicer).__name__}.{method.__name__}"
+
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
+        call = Call(context)
+        if offload:
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(
+                None, invoke, servicer, method, role, request, call
+            )
+        else:
+            outcome = invoke(servicer, method, role, request, call)
+        _log_line(name, outcome, started, call.peer)
+        if isinstance(outcome, _Abort):
+            status = _status(outcome.code, outcome.message, outcome.reason)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        return outcome
+
+    return handler
+
+
+def _unimplemented(request: Any, context: grpc.ServicerContext) -> Any:
+    """What the generated base classes answer for an RPC this server does not offer."""
+    context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+
+async def _aio_unimplemented(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
 
 class _Base:
+    """A service: its RPC methods take ``(request, call)``; the generated base lists every RPC."""
+
+    generated: type
+
     def __init__(self, engine: Engine, auth: TokenAuth, ops: _DoneOperations) -> None:
         self.engine = engine
         self.auth = auth
         self.ops = ops
+
+    def _shell(self, wrap: Callable[[Method, Role], Callable[..., Any]], missing: Any) -> Any:
+        """An object with one handler per RPC of the generated servicer, for ``register``."""
+        shell = types.SimpleNamespace()
+        for rpc_name in vars(self.generated):
+            if rpc_name.startswith("_"):
+                continue
+            method = getattr(type(self), rpc_name, None)
+            role = getattr(method, "rpc_role", None)
+            handler = missing if method is None or role is None else wrap(method, role)
+            setattr(shell, rpc_name, handler)
+        return shell
+
+    def sync_servicer(self) -> Any:
+        return self._shell(lambda m, r: _sync_handler(self, m, r), _unimplemented)
+
+    def aio_servicer(self, offload: bool) -> Any:
+        return self._shell(lambda m, r: _aio_handler(self, m, r, offload), _aio_unimplemented)
 
 
 class _DoneOperations:
@@ -142,8 +228,8 @@ class _DoneOperations:
             created_by=principal,
             done=True,
         )
-        op.created_at.FromDatetime(now)
-        op.modified_at.FromDatetime(now)
+        set_timestamp(op.created_at, now)
+        set_timestamp(op.modified_at, now)
         op.metadata.Pack(metadata)
         op.response.Pack(response)
         with self._lock:
@@ -157,51 +243,43 @@ class _DoneOperations:
             return self._ops.get(op_id)
 
 
-def _unimplemented(context: grpc.ServicerContext) -> Any:
-    """What the generated base classes answer for an RPC this server does not offer."""
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
-
-
-def _principal(context: grpc.ServicerContext) -> str:
-    return principal_of(bearer_token(_metadata(context, "authorization")))
-
-
 def _test(test: Test) -> Any:
     return to_proto(test)
 
 
-class TestService(_Base, test_service_pb2_grpc.TestServiceServicer):
+class TestService(_Base):
+    generated = test_service_pb2_grpc.TestServiceServicer
     __test__ = False
 
     @rpc(Role.USER)
-    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Create(self, request: Any, call: Call) -> Any:
         data = json_format.MessageToDict(request, preserving_proto_field_name=True)
         spec = {
             "configurations": data.get("configurations", []),
             "details": data.get("test_details", {}),
             "folder_id": data.get("folder_id", ""),
         }
-        test = self.engine.create(spec, principal=_principal(context))
+        test = self.engine.create(spec, principal=call.principal)
         meta = test_service_pb2.CreateTestMetadata(test_id=test.id)
-        return self.ops.add("Create test", _principal(context), meta, _test(test))
+        return self.ops.add("Create test", call.principal, meta, _test(test))
 
     @rpc(Role.USER)
-    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Get(self, request: Any, call: Call) -> Any:
         return _test(self.engine.get(request.test_id))
 
     @rpc(Role.USER)
-    def Stop(self, request: Any, context: grpc.ServicerContext) -> Any:
-        op = self.engine.stop(request.test_id, principal=_principal(context))
+    def Stop(self, request: Any, call: Call) -> Any:
+        op = self.engine.stop(request.test_id, principal=call.principal)
         return operation_to_proto(op, test_service_pb2.StopTestMetadata(test_id=request.test_id))
 
     @rpc(Role.USER)
-    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.engine.delete(request.test_id, principal=_principal(context))
+    def Delete(self, request: Any, call: Call) -> Any:
+        self.engine.delete(request.test_id, principal=call.principal)
         meta = test_service_pb2.DeleteTestMetadata(test_id=request.test_id)
-        return self.ops.add("Delete test", _principal(context), meta, empty_pb2.Empty())
+        return self.ops.add("Delete test", call.principal, meta, empty_pb2.Empty())
 
     @rpc(Role.USER)
-    def List(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def List(self, request: Any, call: Call) -> Any:
         tests, token = self.engine.list_tests(
             filter=request.filter,
             folder_id=request.folder_id or None,
@@ -213,9 +291,11 @@ class TestService(_Base, test_service_pb2_grpc.TestServiceServicer):
         )
 
 
-class OperationService(_Base, operation_service_pb2_grpc.OperationServiceServicer):
+class OperationService(_Base):
+    generated = operation_service_pb2_grpc.OperationServiceServicer
+
     @rpc(Role.USER)
-    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Get(self, request: Any, call: Call) -> Any:
         done = self.ops.get(request.operation_id)
         if done is not None:
             return done
@@ -224,15 +304,12 @@ class OperationService(_Base, operation_service_pb2_grpc.OperationServiceService
         meta = test_service_pb2.StopTestMetadata(test_id=op.metadata.test_id)
         return operation_to_proto(op, meta)
 
-    def Cancel(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _unimplemented(context)
 
+class AgentRegistrationService(_Base):
+    generated = agent_registration_service_pb2_grpc.AgentRegistrationServiceServicer
 
-class AgentRegistrationService(
-    _Base, agent_registration_service_pb2_grpc.AgentRegistrationServiceServicer
-):
     @rpc(Role.AGENT)
-    def Register(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Register(self, request: Any, call: Call) -> Any:
         agent = self.engine.register_agent(
             name=request.compute_instance_id,
             labels={"compute_instance_id": request.compute_instance_id}
@@ -242,7 +319,7 @@ class AgentRegistrationService(
         return agent_registration_service_pb2.RegisterResponse(agent_instance_id=agent.id)
 
     @rpc(Role.AGENT)
-    def ExternalAgentRegister(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def ExternalAgentRegister(self, request: Any, call: Call) -> Any:
         agent = self.engine.register_agent(
             name=request.name, labels=dict(request.labels), folder_id=request.folder_id
         )
@@ -253,9 +330,11 @@ class AgentRegistrationService(
         return self.ops.add("Register external agent", agent.id, meta, response)
 
 
-class AgentService(_Base, agent_service_pb2_grpc.AgentServiceServicer):
+class AgentService(_Base):
+    generated = agent_service_pb2_grpc.AgentServiceServicer
+
     @rpc(Role.AGENT)
-    def ClaimStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def ClaimStatus(self, request: Any, call: Call) -> Any:
         status = AGENT_STATUS.get(request.status)
         if not request.agent_instance_id:
             raise InvalidArgument("agent_instance_id: required", field="agent_instance_id")
@@ -263,15 +342,12 @@ class AgentService(_Base, agent_service_pb2_grpc.AgentServiceServicer):
             self.engine.agent_heartbeat(request.agent_instance_id, status)
         return agent_service_pb2.ClaimAgentStatusResponse(code=0)
 
-    def ReportEventLogs(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _unimplemented(context)
 
-
-def _agent_for(engine: Engine, job_id: str, context: grpc.ServicerContext) -> str:
+def _agent_for(engine: Engine, job_id: str, call: Call) -> str:
     """The calling agent: its x-agent-instance-id metadata, else the job's holder."""
     if not job_id:
         raise InvalidArgument("job_id: required", field="job_id")
-    claimed = _metadata(context, AGENT_ID_METADATA)
+    claimed = call.metadata(AGENT_ID_METADATA)
     if claimed:
         return claimed
     holder = engine.job_holder(job_id)
@@ -280,9 +356,11 @@ def _agent_for(engine: Engine, job_id: str, context: grpc.ServicerContext) -> st
     return holder
 
 
-class JobService(_Base, job_service_pb2_grpc.JobServiceServicer):
+class JobService(_Base):
+    generated = job_service_pb2_grpc.JobServiceServicer
+
     @rpc(Role.AGENT)
-    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Get(self, request: Any, call: Call) -> Any:
         agent = request.agent_instance_id or request.compute_instance_id
         if not agent:
             raise InvalidArgument("agent_instance_id: required", field="agent_instance_id")
@@ -303,8 +381,8 @@ class JobService(_Base, job_service_pb2_grpc.JobServiceServicer):
         )
 
     @rpc(Role.AGENT)
-    def ClaimStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
-        agent = _agent_for(self.engine, request.job_id, context)
+    def ClaimStatus(self, request: Any, call: Call) -> Any:
+        agent = _agent_for(self.engine, request.job_id, call)
         if request.status == job_service_pb2.ClaimJobStatusRequest.JOB_STATUS_UNSPECIFIED:
             outcome = self.engine.claim(request.job_id, agent, None, request.error)
         else:
@@ -322,11 +400,11 @@ class JobService(_Base, job_service_pb2_grpc.JobServiceServicer):
         return job_service_pb2.ClaimJobStatusResponse(code=code_pb2.OK)
 
     @rpc(Role.AGENT)
-    def GetSignal(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def GetSignal(self, request: Any, call: Call) -> Any:
         if not request.job_id:
             raise InvalidArgument("job_id: required", field="job_id")
         try:
-            agent = _agent_for(self.engine, request.job_id, context)
+            agent = _agent_for(self.engine, request.job_id, call)
         except NotFound:
             agent = ""
         signal = self.engine.signal(request.job_id, agent) if agent else None
@@ -340,21 +418,16 @@ class JobService(_Base, job_service_pb2_grpc.JobServiceServicer):
             wait_duration=signal.wait,
         )
 
-    def GetTransientFile(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _unimplemented(context)
 
-
-class AgentTestService(_Base, agent_test_service_grpc.TestServiceServicer):
+class AgentTestService(_Base):
+    generated = agent_test_service_grpc.TestServiceServicer
     __test__ = False
 
-    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _unimplemented(context)
-
     @rpc(Role.AGENT)
-    def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Update(self, request: Any, call: Call) -> Any:
         paths = set(request.update_mask.paths)
         job_id = request.test_id
-        agent = _agent_for(self.engine, job_id, context)
+        agent = _agent_for(self.engine, job_id, call)
         if paths & {"imbalance_point", "imbalance_ts", "imbalance_comment"}:
             if request.imbalance_point < 0:
                 raise InvalidArgument("imbalance_point: must be >= 0", field="imbalance_point")
@@ -373,20 +446,38 @@ class AgentTestService(_Base, agent_test_service_grpc.TestServiceServicer):
         return self.ops.add("Update test", agent, meta, _test(self.engine.get(job_id)))
 
 
+_SERVICES: tuple[tuple[type[_Base], Callable[[Any, Any], None]], ...] = (
+    (TestService, test_service_pb2_grpc.add_TestServiceServicer_to_server),
+    (OperationService, operation_service_pb2_grpc.add_OperationServiceServicer_to_server),
+    (
+        AgentRegistrationService,
+        agent_registration_service_pb2_grpc.add_AgentRegistrationServiceServicer_to_server,
+    ),
+    (AgentService, agent_service_pb2_grpc.add_AgentServiceServicer_to_server),
+    (JobService, job_service_pb2_grpc.add_JobServiceServicer_to_server),
+    (AgentTestService, agent_test_service_grpc.add_TestServiceServicer_to_server),
+)
+
+
 def add_servicers(server: grpc.Server, engine: Engine, auth: TokenAuth) -> None:
     """Register every servicer of the Yandex API and agent protocol on ``server``."""
     ops = _DoneOperations()
-    test_service_pb2_grpc.add_TestServiceServicer_to_server(TestService(engine, auth, ops), server)
-    operation_service_pb2_grpc.add_OperationServiceServicer_to_server(
-        OperationService(engine, auth, ops), server
-    )
-    agent_registration_service_pb2_grpc.add_AgentRegistrationServiceServicer_to_server(
-        AgentRegistrationService(engine, auth, ops), server
-    )
-    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentService(engine, auth, ops), server
-    )
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobService(engine, auth, ops), server)
-    agent_test_service_grpc.add_TestServiceServicer_to_server(
-        AgentTestService(engine, auth, ops), server
-    )
+    for service, register in _SERVICES:
+        register(service(engine, auth, ops).sync_servicer(), server)
+
+
+def add_aio_servicers(
+    server: grpc.aio.Server, engine: Engine, auth: TokenAuth, *, offload: bool | None = None
+) -> None:
+    """``add_servicers`` for a ``grpc.aio`` server, sharing every method with it.
+
+    ``offload`` runs each call on the event loop's default executor instead of
+    the loop itself; by default only when the store may block (anything but a
+    ``MemoryStore``, e.g. SQLite commits), since an in-memory stop takes tens
+    of microseconds and a thread hop costs more than that.
+    """
+    if offload is None:
+        offload = not isinstance(engine.store, MemoryStore)
+    ops = _DoneOperations()
+    for service, register in _SERVICES:
+        register(service(engine, auth, ops).aio_servicer(offload), server)

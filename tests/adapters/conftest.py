@@ -1,7 +1,14 @@
-"""A real gRPC server on 127.0.0.1 (ephemeral port) over an engine with a manual clock."""
+"""A real gRPC server on 127.0.0.1 (ephemeral port) over an engine with a manual clock.
+
+``api`` runs every test against the synchronous server, the asyncio server
+with calls inline on its loop, and the asyncio server offloading calls to threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -19,7 +26,7 @@ from yandex.cloud.loadtesting.api.v1 import test_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2_grpc
 
 from loadtest_core import Engine, ManualClock, MemoryStore, Policies, TokenAuth
-from loadtest_core.grpc import add_servicers
+from loadtest_core.grpc import add_aio_servicers, add_servicers
 from tests.engine.conftest import counter_ids
 
 USER = "user-secret"
@@ -50,16 +57,48 @@ class Grpc:
         return md
 
 
-@pytest.fixture
-def api() -> Iterator[Grpc]:
+@contextlib.contextmanager
+def grpc_server(kind: str, engine: Engine, auth: TokenAuth) -> Iterator[int]:
+    """A started server of ``kind`` ("sync", "aio", "aio-offload") on 127.0.0.1; yields its port."""
+    if kind == "sync":
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        add_servicers(server, engine, auth)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        try:
+            yield port
+        finally:
+            server.stop(None)
+        return
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        aio = grpc.aio.server()
+        add_aio_servicers(aio, engine, auth, offload=kind == "aio-offload")
+        bound = aio.add_insecure_port("127.0.0.1:0")
+        await aio.start()
+        return aio, bound
+
+    aio, port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield port
+    finally:
+        asyncio.run_coroutine_threadsafe(aio.stop(None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(params=["sync", "aio", "aio-offload"])
+def api(request: pytest.FixtureRequest) -> Iterator[Grpc]:
     clock = ManualClock(1_700_000_000.0)
     engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    add_servicers(server, engine, TokenAuth([USER], [AGENT]))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    with (
+        grpc_server(request.param, engine, TokenAuth([USER], [AGENT])) as port,
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
         yield Grpc(
             engine,
             clock,
@@ -71,6 +110,3 @@ def api() -> Iterator[Grpc]:
             job_service_pb2_grpc.JobServiceStub(channel),
             agent_test_grpc.TestServiceStub(channel),
         )
-    finally:
-        channel.close()
-        server.stop(None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -22,7 +25,8 @@ from yandex.cloud.loadtesting.api.v1.test import (
 from yandex.cloud.operation import operation_service_pb2
 from yandexcloud._operation_waiter import OperationWaiter
 
-from tests.adapters.conftest import Grpc
+from loadtest_core._auth import principal_of
+from tests.adapters.conftest import USER, Grpc
 
 JS = job_service_pb2.ClaimJobStatusRequest
 SIG = job_service_pb2.JobSignalResponse
@@ -348,3 +352,28 @@ def test_created_by_names_the_token_without_revealing_it(api: Grpc) -> None:
     assert test.summary.created_by == op.created_by
     assert test.summary.created_by.startswith("token:")
     assert "secret" not in test.summary.created_by
+
+
+def test_one_json_log_line_per_rpc(api: Grpc, caplog: pytest.LogCaptureFixture) -> None:
+    """Every served RPC logs exactly one JSON line with its method, code, duration and peer."""
+    caplog.set_level(logging.INFO, logger="loadtest_core.grpc")
+    test_id = create(api, "nobody")
+    api.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=api.user())
+    code_of(lambda: api.tests.Get(test_service_pb2.GetTestRequest(test_id=test_id)))
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "loadtest_core.grpc"]
+    assert [(line["rpc"], line["code"]) for line in lines] == [
+        ("TestService.Create", "OK"),
+        ("TestService.Stop", "OK"),
+        ("TestService.Get", "UNAUTHENTICATED"),
+    ]
+    for line in lines:
+        assert set(line) == {"rpc", "code", "ms", "peer"}
+        assert line["ms"] >= 0 and "127.0.0.1" in line["peer"]
+
+
+def test_created_by_is_the_principal_of_the_token(api: Grpc) -> None:
+    """Tests and stop operations name their caller by ``principal_of`` its token."""
+    test_id = create(api, "nobody")
+    op = api.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=api.user())
+    assert op.created_by == principal_of(USER.encode())
+    assert api.engine.state(test_id).created_by == principal_of(USER.encode())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
+from google.protobuf import timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
 import loadtest_core
 from loadtest_core import AgentSelector, Message, Operation, Summary
-from loadtest_core.grpc._convert import PROTO_OF, from_proto, to_proto
+from loadtest_core.grpc._convert import PROTO_OF, from_proto, set_timestamp, to_proto
 from tests.strategies import ALL
 
 
@@ -40,3 +43,18 @@ def test_status_maps_to_the_protobuf_enum() -> None:
     """Summary.status goes out as the protobuf enum number of the same name."""
     proto = to_proto(Summary.from_data({"status": "WAITING"}))
     assert proto.status == 12
+
+
+@given(
+    when=st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.none() | st.timezones(),
+    )
+)
+def test_set_timestamp_matches_from_datetime(when: datetime) -> None:
+    """The fast timestamp setter agrees with protobuf's own, naive and aware alike."""
+    fast, slow = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+    set_timestamp(fast, when)
+    slow.FromDatetime(when)
+    assert (fast.seconds, fast.nanos) == (slow.seconds, slow.nanos)

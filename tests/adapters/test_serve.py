@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+import pytest
 from yandex.cloud.loadtesting.api.v1 import test_service_pb2, test_service_pb2_grpc
 from yandex.cloud.loadtesting.api.v1.test import (
     agent_selector_pb2,
@@ -25,7 +27,9 @@ from loadtest_core.cli import main
 MD = [("authorization", "Bearer u1")]
 
 
-def start(db: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start(
+    db: Path, stderr: Any = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -46,7 +50,7 @@ def start(db: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
             "5",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -116,3 +120,28 @@ def test_serve_refuses_to_start_without_tokens(capsys: Any) -> None:
     os.environ.update(env)
     assert main(["serve", "--db", ":memory:"]) == 2
     assert "no token configured" in capsys.readouterr().err
+
+
+def test_one_json_line_per_rpc_on_stderr(tmp_path: Path) -> None:
+    """Each RPC is one JSON line on stderr with its outcome, written while serving."""
+    log = tmp_path / "stderr.log"
+    with log.open("w") as sink:
+        proc, addr = start(Path(":memory:"), stderr=sink)
+        try:
+            with grpc.insecure_channel(addr["grpc"]) as channel:
+                tests = test_service_pb2_grpc.TestServiceStub(channel)
+                request = test_service_pb2.StopTestRequest(test_id="t" + "0" * 20)
+                for metadata in (MD, [("authorization", "Bearer nope")]):
+                    with pytest.raises(grpc.RpcError):
+                        tests.Stop(request, metadata=metadata)
+            deadline = time.monotonic() + 10
+            while log.read_text().count("\n") < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            lines = [json.loads(line) for line in log.read_text().splitlines()]
+        finally:
+            stop(proc)
+    assert [(line["rpc"], line["code"]) for line in lines] == [
+        ("TestService.Stop", "NOT_FOUND"),
+        ("TestService.Stop", "UNAUTHENTICATED"),
+    ]
+    assert all(line["peer"] and line["ms"] >= 0 for line in lines)
