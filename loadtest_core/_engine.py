@@ -48,7 +48,7 @@ from loadtest_core._lifecycle import (
 from loadtest_core._models import Operation, Test, TestSpec
 from loadtest_core._query import Filter, parse_agent_filter, parse_test_filter
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
-from loadtest_core._snapshot import operation_data, test_data, test_model
+from loadtest_core._snapshot import operation_model, test_data, test_model
 from loadtest_core._status import ACTIVE, TERMINAL, Status
 from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict
 from loadtest_core._table import Kind
@@ -471,14 +471,14 @@ class Engine:
         if not outcome.ok:
             raise Rejected(outcome)
         assert op is not None, outcome
-        return Operation.from_data(operation_data(op))
+        return operation_model(op)
 
     def get_operation(self, operation_id: str) -> Operation:
         _check_id(operation_id, "operation_id")
         op = self.store.get_operation(operation_id)
         if op is None:
             raise NotFound(f"operation {operation_id} not found")
-        return Operation.from_data(operation_data(op))
+        return operation_model(op)
 
     def delete(self, test_id: str, *, principal: str = "") -> Test:
         """Mark a test DELETING; a later tick removes it (the log keeps a tombstone)."""

@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loadtest_core._lifecycle import TestState
-from loadtest_core._models import ImbalancePoint, Summary, Test
+from loadtest_core._models import ImbalancePoint, Operation, StopTestMetadata, Summary, Test
 from loadtest_core._records import StopOperation
 
 if TYPE_CHECKING:
     from loadtest_core._models import TestSpec
 
-__all__ = ["format_time", "operation_data", "test_data", "test_model"]
+__all__ = ["format_time", "operation_data", "operation_model", "test_data", "test_model"]
 
 
 def format_time(t: float) -> str:
@@ -100,3 +100,20 @@ def operation_data(op: StopOperation) -> dict[str, Any]:
     elif op.response is not None:
         out["response"] = op.response
     return out
+
+
+def operation_model(op: StopOperation) -> Operation:
+    """The ``Operation`` of a stop; a pending one (every Stop's answer) skips validation."""
+    if op.done:
+        return Operation.from_data(operation_data(op))
+    return Operation.model_construct(
+        id=op.id,
+        description=op.description,
+        created_at=_dt(op.created_at),
+        created_by=op.created_by,
+        modified_at=_dt(op.modified_at),
+        done=False,
+        metadata=StopTestMetadata.model_construct(test_id=op.test_id),
+        error=None,
+        response=None,
+    )

@@ -31,3 +31,28 @@ def test_every_message_has_a_strategy() -> None:
         and n not in ("Message", "TestSpec")
     }
     assert models == set(ALL)
+
+
+_times = st.floats(min_value=0, max_value=4e9, allow_nan=False)
+
+
+@given(
+    created=_times,
+    modified=_times,
+    who=st.text(max_size=20),
+    error=st.none() | st.tuples(st.integers(1, 16), st.text(max_size=20)),
+    done=st.booleans(),
+)
+def test_operation_model_equals_the_validated_operation(
+    created: float, modified: float, who: str, error: tuple[int, str] | None, done: bool
+) -> None:
+    """The unvalidated fast Operation of a stop equals the one parsed from its JSON data."""
+    from loadtest_core._records import StopOperation
+    from loadtest_core._snapshot import operation_data, operation_model
+
+    op = StopOperation("op-1", "test-1", created, who, modified, done, error if done else None)
+    if done and error is None:
+        op.error = (10, "aborted")
+    fast = operation_model(op)
+    assert fast == loadtest_core.Operation.from_data(operation_data(op))
+    assert fast.to_data() == operation_data(op)
