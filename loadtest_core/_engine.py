@@ -435,7 +435,10 @@ class Engine:
                 "created",
                 1,
             )
-            self.store.commit(Commit(state.id, 0, state, False, (), (record,)))
+            try:
+                self.store.commit(Commit(state.id, 0, state, False, (), (record,)))
+            except VersionConflict:  # the ids function repeated itself; nothing was written
+                raise Aborted(f"test {state.id}: the id is already taken") from None
             if compiled is not None:
                 self._filters[state.id] = compiled
             self._index(None, state, now)

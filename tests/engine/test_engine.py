@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadtest_core import (
+    Aborted,
     AgentStatus,
     Engine,
     InvalidArgument,
@@ -443,3 +444,13 @@ def test_malformed_and_unknown_ids_differ_on_every_path(engine: Engine) -> None:
             call(17)
         with pytest.raises(NotFound):
             call("no-such-test")
+
+
+def test_a_repeated_id_aborts_the_create_and_changes_nothing(clock: ManualClock) -> None:
+    """An ids function that repeats itself makes create raise Aborted, writing nothing."""
+    engine = Engine(MemoryStore(), clock=clock, ids=lambda kind: f"{kind}-same")
+    first = engine.create(spec(name="one"))
+    with pytest.raises(Aborted):
+        engine.create(spec(name="two"))
+    assert engine.get(first.id) == first
+    assert [r.event for r in engine.events()] == ["create"]
