@@ -56,6 +56,7 @@ from loadtest_core._table import Kind
 __all__ = ["AgentStatus", "Engine", "Job", "Policies", "Signal", "SignalKind"]
 
 _FINISHED = TERMINAL | {Status.DELETING}
+_ACCEPTED = Kind.ACCEPTED
 _ABORTED = 10  # google.rpc.Code.ABORTED
 
 
@@ -224,6 +225,7 @@ class Engine:
         self._filters: dict[str, Filter] = {}
         self._tagged: dict[tuple[str, str], set[str]] = {}
         self._spec_cache: dict[int, tuple[TestSpec, dict[str, Any]]] = {}
+        self._retries = self.policies.cas_retries
         self._rebuild()
 
     # --- time and indexes -----------------------------------------------------
@@ -353,7 +355,8 @@ class Engine:
         """
         with self._lock:
             current = first
-            for _ in range(self.policies.cas_retries):
+            store = self.store
+            for _ in range(self._retries):
                 if current is None:
                     current = self._get(test_id)
                 now = self.now()
@@ -362,42 +365,40 @@ class Engine:
                     if outcome is not None:
                         self._log_rejection(current, event, outcome, now)
                         return outcome, current, None
-                accepts = COMPILED[current.phase.name][event.trigger].kind is Kind.ACCEPTED
+                accepts = COMPILED[current.phase.name][event.trigger].kind is _ACCEPTED
                 work = current.copy() if accepts else current  # apply never touches a rejection
                 outcome = apply(work, event, now)
-                if outcome.kind is not Kind.ACCEPTED:
-                    if outcome.kind is not Kind.UNCHANGED:
+                kind = outcome.kind
+                if kind is not _ACCEPTED:
+                    if kind is not Kind.UNCHANGED:
                         self._log_rejection(current, event, outcome, now)
                     op = None
-                    if event.trigger == "stop" and outcome.kind is Kind.UNCHANGED:
-                        op = self.store.inflight_operation(test_id)
+                    if kind is Kind.UNCHANGED and event.trigger == "stop":
+                        op = store.inflight_operation(test_id)
                         if op is None:  # the stop completed after our read: read again
                             current = None
                             continue
                     return outcome, current, op
                 after = None if outcome.to is None else work
                 extra: dict[str, Any] = {}
-                is_stop = isinstance(event, Stop)
                 ops: tuple[StopOperation, ...] = ()
+                stop_op = None
+                is_stop = type(event) is Stop
                 if is_stop or after is None or after.phase.status in _FINISHED:
-                    pending = self.store.inflight_operation(test_id)
+                    pending = store.inflight_operation(test_id)
                     if is_stop and pending is None:
                         extra["operation_id"] = self._ids("op")
                     ops = tuple(_stop_operations(current, after, event, now, pending, extra))
+                    stop_op = next((op for op in ops if op.test_id == test_id), None)
                 record = self._record(current, event, outcome, now, extra)
                 try:
-                    self.store.commit(
+                    store.commit(
                         Commit(test_id, current.version, after, after is None, ops, (record,))
                     )
                 except VersionConflict:
                     current = None
                     continue
                 self._index(current, after, now)
-                stop_op = None
-                for op in ops:
-                    if op.test_id == test_id:
-                        stop_op = op
-                        break
                 return outcome, after, stop_op
             raise Aborted(
                 f"test {test_id}: concurrent updates won {self.policies.cas_retries} times"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from loadtest_core.sim._scenario import Distribution, Faults, Scenario, load_scenario
-from loadtest_core.sim._sim import Metrics, Simulator, simulate
+from loadtest_core.sim._sim import Metrics, Shard, Simulator, plan_shards, simulate
 
 __all__ = [
     "Distribution",
     "Faults",
     "Metrics",
     "Scenario",
+    "Shard",
     "Simulator",
     "load_scenario",
+    "plan_shards",
     "simulate",
 ]

@@ -23,11 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=float, help="RUNNING longer than this AUTOSTOPs")
     p.add_argument("--stop-probability", type=float, help="share of tests a user stops")
     p.add_argument("--horizon", type=float, help="simulated seconds before giving up")
+    p.add_argument(
+        "--shard-size", type=int, help="tests per independent shard (default 5000; see docs)"
+    )
     for fault in FAULTS:
         p.add_argument(f"--{fault}", type=float, metavar="P", help=f"per-test {fault} probability")
     p.add_argument("--full-polling", action="store_true", help="simulate every poll (slow)")
     p.add_argument("--no-check", action="store_true", help="skip continuous invariant checks")
-    p.add_argument("--workers", type=int, default=1, help="parallel shards (processes)")
+    p.add_argument("--workers", type=int, default=1, help="processes running shards")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", metavar="FILE.jsonl", help="write the event log, one record a line")
     p.add_argument("--plot", metavar="FILE.png", help="draw status counts over simulated time")
@@ -48,6 +51,7 @@ def build_scenario(args: argparse.Namespace) -> Any:
         "time_limit": args.time_limit,
         "stop_probability": args.stop_probability,
         "horizon": args.horizon,
+        "shard_size": args.shard_size,
     }
     if args.full_polling:
         overrides["full_polling"] = True

@@ -94,6 +94,11 @@ class Scenario(_Strict):
     lost_expiry: float | None = Field(None, gt=0)
     horizon: float = Field(7 * 86400.0, gt=0, description="simulated seconds before giving up")
     full_polling: bool = Field(False, description="simulate every poll (slow; for checks)")
+    shard_size: int = Field(
+        5000,
+        ge=1,
+        description="tests per shard: an independent engine with its share of the agents",
+    )
     stages: Stages = Stages()
     faults: Faults = Faults()
 

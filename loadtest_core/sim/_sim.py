@@ -12,13 +12,14 @@ it falls silent). ``full_polling=True`` simulates every poll and heartbeat.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from loadtest_core import (
     AgentStatus,
@@ -37,7 +38,7 @@ from loadtest_core._status import TERMINAL
 from loadtest_core._table import Kind
 from loadtest_core.sim._scenario import Scenario
 
-__all__ = ["Metrics", "Simulator", "simulate"]
+__all__ = ["Metrics", "Shard", "Simulator", "plan_shards", "simulate"]
 
 BASE = 1_700_000_000.0
 INF = 2**62  # "never", in microseconds
@@ -150,7 +151,29 @@ class Metrics:
             out.invariant_violations += m.invariant_violations
             digest.update(bytes.fromhex(m.event_log_sha256))
         out.event_log_sha256 = digest.hexdigest() if len(parts) > 1 else parts[0].event_log_sha256
+        out.timeline = _merge_timelines([m.timeline for m in parts])
         return out
+
+
+def _merge_timelines(
+    timelines: list[list[tuple[float, dict[str, int]]]],
+) -> list[tuple[float, dict[str, int]]]:
+    """At every sample time of any shard, the sum of each shard's latest sample."""
+    if len(timelines) == 1:
+        return timelines[0]
+    latest: list[dict[str, int]] = [{} for _ in timelines]
+    at = [0] * len(timelines)
+    out = []
+    for t in sorted({t for timeline in timelines for t, _ in timeline}):
+        total: dict[str, int] = {}
+        for j, timeline in enumerate(timelines):
+            while at[j] < len(timeline) and timeline[at[j]][0] <= t:
+                latest[j] = timeline[at[j]][1]
+                at[j] += 1
+            for status, n in latest[j].items():
+                total[status] = total.get(status, 0) + n
+        out.append((t, total))
+    return out
 
 
 _Entry = tuple[int, int, int, int, Any]  # (time µs, kind, agent/test index, seq, argument)
@@ -295,6 +318,8 @@ class Simulator:
             st.finishing,
             st.post_processing,
         )
+        f = scenario.faults
+        self.faulty = any((f.failure, f.slow, f.duplicate, f.reorder, f.crash, f.partition))
         self.interval = _us(scenario.request_interval)
         self.reporter = _us(scenario.reporter_interval)
         self.agents = [
@@ -341,7 +366,7 @@ class Simulator:
             import json
 
             self.trace.write(json.dumps(r.to_data(), sort_keys=True) + "\n")
-        if r.outcome is not Kind.ACCEPTED:
+        if outcome is not _ACCEPTED:
             return
         if r.event == "lose":
             agent = self.agent_of.get(r.test_id)
@@ -371,9 +396,6 @@ class Simulator:
 
     # --- agent behaviour ------------------------------------------------------------
 
-    def _claim(self, agent: _Agent, job: _Job, status: Status, error: str = "") -> None:
-        self.engine.claim(job.test_id, agent.id, status, error)
-
     def _schedule_poll(self, agent: _Agent, job: _Job, t: int) -> None:
         """Schedule the next poll that can matter (or every poll with full_polling)."""
         if job.done or job.stopping:
@@ -393,10 +415,18 @@ class Simulator:
             self._push(nxt, POLL, agent.index, agent)
 
     def _start_job(self, agent: _Agent, test_id: str, t: int) -> None:
-        sc, rng, faults = self.sc, self.rng, self.sc.faults
         job = _Job(test_id)
         agent.job = job
         self.agent_of[test_id] = agent
+        if self.faulty:
+            self._roll_faults(agent, job, t)
+        self._enter(agent, job, 0, t)
+        if self.sc.full_polling:
+            self._push(self._beat_after(agent, t), HEARTBEAT, agent.index, (agent, job))
+
+    def _roll_faults(self, agent: _Agent, job: _Job, t: int) -> None:
+        """Draw this job's faults (no draws at all in a fault-free scenario)."""
+        sc, rng, faults = self.sc, self.rng, self.sc.faults
         if rng.random() < faults.failure:
             job.fail_at = rng.randrange(len(_STAGES))
         if rng.random() < faults.slow:
@@ -415,9 +445,6 @@ class Simulator:
             last_beat = self._beat_after(agent, job.silence) - self.reporter
             if last_beat > t and not sc.full_polling:  # the last contact before silence
                 self._push(last_beat, LAST_BEAT, agent.index, (agent, job))
-        self._enter(agent, job, 0, t)
-        if self.sc.full_polling:
-            self._push(self._beat_after(agent, t), HEARTBEAT, agent.index, (agent, job))
 
     def _beat_after(self, agent: _Agent, t: int) -> int:
         return agent.beat + ((t - agent.beat) // self.reporter + 1) * self.reporter
@@ -430,12 +457,12 @@ class Simulator:
         previous = job.stage
         job.stage = stage
         status = _STAGES[stage]
-        self._claim(agent, job, status)
+        self.engine.claim(job.test_id, agent.id, status)
         job.last_poll = max(job.last_poll, t)
         if job.duplicate:
-            self._claim(agent, job, status)
+            self.engine.claim(job.test_id, agent.id, status)
         if job.reorder and previous >= 0:
-            self._claim(agent, job, _STAGES[previous])
+            self.engine.claim(job.test_id, agent.id, _STAGES[previous])
         if status is Status.WAITING:
             job.change_at = t  # the next poll answers RUN_IN
             self._schedule_poll(agent, job, t)
@@ -460,8 +487,11 @@ class Simulator:
         if job.done or job.stopping:
             return
         if job.fail_at == job.stage:
-            self._claim(
-                agent, job, Status.FAILED, f"simulated failure in {_STAGES[job.stage].name}"
+            self.engine.claim(
+                job.test_id,
+                agent.id,
+                Status.FAILED,
+                f"simulated failure in {_STAGES[job.stage].name}",
             )
             self._finish(agent, job, t)
             return
@@ -470,13 +500,13 @@ class Simulator:
             self.engine.report_imbalance(
                 job.test_id, agent.id, at=BASE + t / US, rps=1000, comment="time limit reached"
             )
-            self._claim(agent, job, Status.AUTOSTOPPED)
+            self.engine.claim(job.test_id, agent.id, Status.AUTOSTOPPED)
             self._finish(agent, job, t)
             return
         if job.stage + 1 < len(_STAGES):
             self._enter(agent, job, job.stage + 1, t)
             return
-        self._claim(agent, job, Status.DONE)
+        self.engine.claim(job.test_id, agent.id, Status.DONE)
         self._finish(agent, job, t)
 
     def _poll(self, agent: _Agent, job: _Job, t: int) -> None:
@@ -551,7 +581,7 @@ class Simulator:
         elif kind == SHUTDOWN_END:
             job = arg[1]
             if not job.done:
-                self._claim(agent, job, Status.STOPPED)
+                self.engine.claim(job.test_id, agent.id, Status.STOPPED)
                 self._finish(agent, job, t)
         elif kind == SILENCE:
             job = arg[1]
@@ -620,6 +650,7 @@ class Simulator:
         every = _us(self.timeline_every) if self.timeline_every else INF
         next_sample = 0 if self.timeline_every else INF
         done_events = 0
+        clock_at = clock.now()
         while True:
             head = first()
             if created < tests and (head is None or create_t <= head[0]):
@@ -634,13 +665,18 @@ class Simulator:
                 break
             deadline = engine.next_deadline()
             if deadline is not None and deadline <= BASE + t / US:
-                clock.set(max(deadline, clock.now()))
+                if deadline > clock_at:
+                    clock_at = deadline
+                    clock.set(deadline)
                 self.now = max(self.now, _us(deadline - BASE))
                 engine.tick()
                 continue
             if t > self.now:
                 self.now = t
-                clock.set(max(BASE + t / US, clock.now()))
+                at = BASE + t / US
+                if at > clock_at:  # the sim is the clock's only writer
+                    clock_at = at
+                    clock.set(at)
             while self.now >= next_sample:
                 self._sample(next_sample)
                 next_sample += every
@@ -688,9 +724,47 @@ class Simulator:
         self.metrics.timeline.append((t / US, counts))
 
 
-def _run_shard(args: tuple[Scenario, int, int, bool]) -> Metrics:
-    scenario, shard, first, check = args
-    return Simulator(scenario, check=check, shard=shard, first_test=first).run()
+class Shard(NamedTuple):
+    """One independent part of a run: its own engine, tests and agents."""
+
+    scenario: Scenario
+    number: int
+    first_test: int
+
+
+def plan_shards(scenario: Scenario) -> list[Shard]:
+    """Split a run into shards of at most ``shard_size`` tests, each with at least one agent.
+
+    The plan depends on the scenario only, never on the number of workers, so a
+    seed gives the same event log hash however many processes run it.
+    """
+    count = max(1, min(-(-scenario.tests // scenario.shard_size), scenario.agents))
+    if count == 1:
+        return [Shard(scenario, 0, 0)]
+    rate = scenario.arrival_rate
+    shards, first = [], 0
+    for i in range(count):
+        tests = scenario.tests // count + (1 if i < scenario.tests % count else 0)
+        agents = scenario.agents // count + (1 if i < scenario.agents % count else 0)
+        part = scenario.with_overrides(
+            tests=tests,
+            agents=agents,
+            arrival_rate=None if rate is None else rate * tests / scenario.tests,
+        )
+        shards.append(Shard(part, i, first))
+        first += tests
+    return shards
+
+
+def _run_shard(args: tuple[Shard, bool, float | None]) -> Metrics:
+    shard, check, timeline_every = args
+    return Simulator(
+        shard.scenario,
+        check=check,
+        shard=shard.number,
+        first_test=shard.first_test,
+        timeline_every=timeline_every,
+    ).run()
 
 
 def simulate(
@@ -703,30 +777,65 @@ def simulate(
     progress: Callable[[int, int, float], None] | None = None,
     timeline_every: float | None = None,
 ) -> Metrics:
-    """Run a scenario; with ``workers > 1`` shards run through a concurrent.futures executor."""
-    if workers <= 1 and executor is None:
-        sim = Simulator(
-            scenario, check=check, trace=trace, progress=progress, timeline_every=timeline_every
-        )
-        return sim.run()
-    shards = max(1, workers)
-    per = [
-        scenario.tests // shards + (1 if i < scenario.tests % shards else 0) for i in range(shards)
-    ]
-    agents = [max(1, scenario.agents // shards) for _ in range(shards)]
-    jobs = []
-    first = 0
-    for i in range(shards):
-        part = scenario.with_overrides(tests=per[i], agents=agents[i])
-        jobs.append((part, i, first, check))
-        first += per[i]
-    if executor is None:
-        import concurrent.futures
+    """Run a scenario's shards (``plan_shards``) and merge their metrics.
 
-        with concurrent.futures.ProcessPoolExecutor(max_workers=shards) as pool:
-            parts = list(pool.map(_run_shard, jobs))
+    With ``workers <= 1`` and no ``executor`` the shards run one after another in
+    this process (``trace`` gets their logs in shard order); otherwise they go to
+    ``executor`` (any concurrent.futures executor, e.g. a Dask client's) or to a
+    process pool of ``workers``, and ``trace`` is refused.
+    """
+    import time
+
+    wall = time.perf_counter()
+    shards = plan_shards(scenario)
+    total = scenario.tests
+    parts: list[Metrics] = []
+    ended = 0
+    if workers <= 1 and executor is None:
+        for shard in shards:
+            report = None
+            if progress is not None:
+                report = functools.partial(_offset_progress, progress, ended, total)
+            sim = Simulator(
+                shard.scenario,
+                check=check,
+                trace=trace,
+                progress=report,
+                timeline_every=timeline_every,
+                shard=shard.number,
+                first_test=shard.first_test,
+            )
+            parts.append(sim.run())
+            ended += sim.terminal
     else:
-        parts = list(executor.map(_run_shard, jobs))
+        if trace is not None:
+            raise ValueError("a trace needs the shards in one process: workers=1, no executor")
+        jobs = [(shard, check, timeline_every) for shard in shards]
+        pool = None
+        if executor is None:
+            import concurrent.futures
+
+            pool = executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(workers, len(jobs))
+            )
+        try:
+            futures = [executor.submit(_run_shard, job) for job in jobs]
+            for future in futures:
+                part = future.result()
+                parts.append(part)
+                ended += part.tests - part.stuck
+                if progress is not None:
+                    progress(ended, total, part.simulated_seconds)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
     merged = Metrics.merge(parts)
-    merged.tests = scenario.tests
+    merged.tests = total
+    merged.wall_seconds = time.perf_counter() - wall
     return merged
+
+
+def _offset_progress(
+    report: Callable[[int, int, float], None], before: int, total: int, done: int, _: int, t: float
+) -> None:
+    report(before + done, total, t)

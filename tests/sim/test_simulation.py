@@ -9,7 +9,15 @@ import pytest
 
 from loadtest_core import InvalidArgument
 from loadtest_core.cli import main
-from loadtest_core.sim import Faults, Scenario, Simulator, load_scenario, simulate
+from loadtest_core.sim import (
+    Faults,
+    Metrics,
+    Scenario,
+    Simulator,
+    load_scenario,
+    plan_shards,
+    simulate,
+)
 
 SMALL = Scenario(tests=40, agents=5, seed=1, stop_probability=0.3)
 
@@ -131,12 +139,62 @@ def test_user_stops_are_measured() -> None:
     assert summary["stop_latency_p99_s"] >= summary["stop_latency_p50_s"] >= 0
 
 
-def test_workers_merge_shards() -> None:
-    """Two shards in processes add up to all tests and a combined hash, deterministically."""
-    sc = Scenario(tests=50, agents=10, seed=9)
-    a, b = simulate(sc, workers=2), simulate(sc, workers=2)
-    assert a.tests == 50 and sum(a.final_status_counts.values()) == 50
-    assert a.event_log_sha256 == b.event_log_sha256 != simulate(sc).event_log_sha256
+def _same_run(m: Metrics) -> dict[str, object]:
+    out = m.summary()
+    del out["wall_seconds"], out["events_per_s"]
+    return out
+
+
+def test_shards_give_the_same_run_with_any_workers() -> None:
+    """A sharded run has the same metrics and hash in one process, two, or an executor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sc = Scenario(tests=50, agents=10, seed=9, shard_size=12, stop_probability=0.3)
+    assert len(plan_shards(sc)) == 5
+    one = simulate(sc)
+    with ThreadPoolExecutor(2) as pool:
+        threaded = simulate(sc, executor=pool)
+    assert _same_run(one) == _same_run(simulate(sc, workers=2)) == _same_run(threaded)
+    assert one.tests == 50 and sum(one.final_status_counts.values()) == 50
+    assert one.event_log_sha256 != simulate(sc.with_overrides(shard_size=50)).event_log_sha256
+
+
+@pytest.mark.parametrize(
+    ("tests", "agents", "size", "count"),
+    [(10, 3, 5000, 1), (103, 10, 10, 10), (103, 4, 10, 4), (7, 7, 1, 7), (5, 9, 2, 3)],
+)
+def test_shard_plan_splits_tests_agents_and_rate(
+    tests: int, agents: int, size: int, count: int
+) -> None:
+    """Shards cover every test once, each has an agent, and the arrival rates add up."""
+    sc = Scenario(tests=tests, agents=agents, shard_size=size, arrival_rate=2.0)
+    plan = plan_shards(sc)
+    assert len(plan) == count
+    assert sum(s.scenario.tests for s in plan) == tests
+    assert sum(s.scenario.agents for s in plan) == agents
+    assert all(
+        s.scenario.agents >= 1 and s.scenario.tests <= max(size, -(-tests // agents)) for s in plan
+    )
+    assert [s.first_test for s in plan] == [
+        sum(p.scenario.tests for p in plan[:i]) for i in range(count)
+    ]
+    assert sum(s.scenario.arrival_rate or 0 for s in plan) == pytest.approx(2.0)
+
+
+def test_sharded_trace_timeline_and_progress(tmp_path: Path) -> None:
+    """One process writes every shard's log to the trace and merges timelines and progress."""
+    import io
+
+    sc = Scenario(tests=40, agents=8, seed=2, shard_size=10)
+    trace = io.StringIO()
+    seen: list[tuple[int, int]] = []
+    m = simulate(sc, trace=trace, timeline_every=5.0, progress=lambda d, n, t: seen.append((d, n)))
+    assert len(trace.getvalue().splitlines()) == m.events
+    times = [t for t, _ in m.timeline]
+    assert times == sorted(times) and m.timeline[-1][1] == m.final_status_counts
+    assert seen[-1] == (40, 40) and all(n == 40 for _, n in seen)
+    with pytest.raises(ValueError, match="trace"):
+        simulate(sc, workers=2, trace=io.StringIO())
 
 
 @pytest.mark.parametrize(
@@ -270,3 +328,10 @@ def test_arrivals_are_created_in_order_at_their_times() -> None:
     creates = [r for r in map(json.loads, trace.getvalue().splitlines()) if r["event"] == "create"]
     assert [round(r["at"] - creates[0]["at"], 6) for r in creates] == [i / 2 for i in range(25)]
     assert [r["test_id"] for r in creates] == sorted(r["test_id"] for r in creates)
+
+
+def test_skipping_polls_changes_no_outcome_without_faults() -> None:
+    """A fault-free run (no fault draws at all) logs what its fully polled twin logs."""
+    sc = Scenario(tests=30, agents=4, seed=5, stop_probability=0.3, lost_after=10)
+    skipped, full = simulate(sc), simulate(sc.with_overrides(full_polling=True))
+    assert skipped.events > 0 and skipped.event_log_sha256 == full.event_log_sha256
