@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lost-after", type=float, help="engine lost_after in seconds (default 30)")
     p.add_argument("--lost-expiry", type=float, help="engine lost_expiry in seconds (default off)")
     p.add_argument(
+        "--tick-interval",
+        type=float,
+        help="engine ticker period (default lost_after/4, as serve; 0: exact deadlines)",
+    )
+    p.add_argument(
         "--arrival-rate", type=float, help="tests created per second (default: all at 0)"
     )
     p.add_argument("--time-limit", type=float, help="RUNNING longer than this AUTOSTOPs")
@@ -47,6 +52,7 @@ def build_scenario(args: argparse.Namespace) -> Any:
         "seed": args.seed,
         "lost_after": args.lost_after,
         "lost_expiry": args.lost_expiry,
+        "tick_interval": args.tick_interval,
         "arrival_rate": args.arrival_rate,
         "time_limit": args.time_limit,
         "stop_probability": args.stop_probability,

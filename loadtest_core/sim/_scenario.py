@@ -92,6 +92,11 @@ class Scenario(_Strict):
     reporter_interval: float = Field(10.0, gt=0)
     lost_after: float = Field(30.0, gt=0)
     lost_expiry: float | None = Field(None, gt=0)
+    tick_interval: float | None = Field(
+        None,
+        ge=0,
+        description="engine ticker period; None: lost_after / 4 as `serve`; 0: exact deadlines",
+    )
     horizon: float = Field(7 * 86400.0, gt=0, description="simulated seconds before giving up")
     full_polling: bool = Field(False, description="simulate every poll (slow; for checks)")
     shard_size: int = Field(

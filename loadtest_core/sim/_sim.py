@@ -320,6 +320,10 @@ class Simulator:
         )
         f = scenario.faults
         self.faulty = any((f.failure, f.slow, f.duplicate, f.reorder, f.crash, f.partition))
+        ticker = (
+            scenario.lost_after / 4 if scenario.tick_interval is None else scenario.tick_interval
+        )
+        self.tick_every = _us(ticker)
         self.interval = _us(scenario.request_interval)
         self.reporter = _us(scenario.reporter_interval)
         self.agents = [
@@ -651,6 +655,7 @@ class Simulator:
         next_sample = 0 if self.timeline_every else INF
         done_events = 0
         clock_at = clock.now()
+        last_deadline, due = None, INF
         while True:
             head = first()
             if created < tests and (head is None or create_t <= head[0]):
@@ -660,17 +665,24 @@ class Simulator:
                 t = head[0]
                 from_agenda = True
             else:
-                break
+                t = INF  # only deadlines left: silent agents' tests go LOST (or expire)
+                from_agenda = True
+            deadline = engine.next_deadline()
+            if deadline is not None:
+                if deadline != last_deadline:
+                    last_deadline, due = deadline, self._tick_due(deadline)
+                if due <= t and due <= horizon:
+                    at = deadline if not self.tick_every else BASE + due / US
+                    if at > clock_at:
+                        clock_at = at
+                        clock.set(at)
+                    self.now = max(self.now, due)
+                    engine.tick()
+                    if self.terminal >= tests:
+                        break
+                    continue
             if t > horizon:
                 break
-            deadline = engine.next_deadline()
-            if deadline is not None and deadline <= BASE + t / US:
-                if deadline > clock_at:
-                    clock_at = deadline
-                    clock.set(deadline)
-                self.now = max(self.now, _us(deadline - BASE))
-                engine.tick()
-                continue
             if t > self.now:
                 self.now = t
                 at = BASE + t / US
@@ -693,14 +705,6 @@ class Simulator:
                 self.progress(self.terminal, tests, self.now / US)
             if self.terminal >= tests:
                 break
-        # let deadlines due before the horizon fire (LOST, expiry) for silent agents
-        while True:
-            deadline = engine.next_deadline()
-            if deadline is None or deadline > BASE + sc.horizon or self.terminal >= sc.tests:
-                break
-            clock.set(max(deadline, clock.now()))
-            self.now = max(self.now, _us(deadline - BASE))
-            engine.tick()
         m = self.metrics
         m.wall_seconds = time.perf_counter() - wall
         m.simulated_seconds = self.now / US
@@ -716,6 +720,16 @@ class Simulator:
         if self.progress is not None:
             self.progress(self.terminal, sc.tests, self.now / US)
         return m
+
+    def _tick_due(self, deadline: float) -> int:
+        """When the ticker fires ``deadline``: at once, or at the ticker's next beat."""
+        due = math.ceil((deadline - BASE) * US)
+        every = self.tick_every
+        if every:
+            due = -(-due // every) * every
+            while BASE + due / US < deadline:  # float rounding must not make a beat early
+                due += every
+        return due
 
     def _sample(self, t: int) -> None:
         counts: dict[str, int] = {}

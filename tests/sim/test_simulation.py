@@ -335,3 +335,54 @@ def test_skipping_polls_changes_no_outcome_without_faults() -> None:
     sc = Scenario(tests=30, agents=4, seed=5, stop_probability=0.3, lost_after=10)
     skipped, full = simulate(sc), simulate(sc.with_overrides(full_polling=True))
     assert skipped.events > 0 and skipped.event_log_sha256 == full.event_log_sha256
+
+
+def test_deadlines_fire_on_the_ticker_beat_like_serve() -> None:
+    """By default LOST comes at the next lost_after/4 beat; tick_interval=0 fires it exactly."""
+    import io
+
+    from loadtest_core.sim import Distribution
+    from loadtest_core.sim._scenario import Stages
+    from loadtest_core.sim._sim import BASE
+
+    def lost_at(**extra: float) -> float:
+        trace = io.StringIO()
+        sc = Scenario(
+            tests=1,
+            agents=1,
+            seed=3,
+            lost_after=10,
+            stop_probability=0,
+            faults=Faults(crash=1.0),
+            stages=Stages(running=Distribution(kind="fixed", value=1000)),  # crash before the end
+            **extra,
+        )
+        simulate(sc, trace=trace)
+        records = [json.loads(line) for line in trace.getvalue().splitlines()]
+        (lose,) = [r for r in records if r["event"] == "lose"]
+        return float(lose["at"]) - BASE
+
+    beat, exact, slow = lost_at(), lost_at(tick_interval=0), lost_at(tick_interval=4)
+    assert round(beat / 2.5, 6).is_integer() and round(slow / 4, 6).is_integer()
+    assert exact <= beat < exact + 2.5 and exact <= slow < exact + 4
+    assert not round(exact / 2.5, 6).is_integer()
+
+
+def test_cli_shards_ticker_and_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--shard-size and --tick-interval reach the run; --workers 2 repeats --workers 1's hash."""
+    base = ["simulate", "--tests", "30", "--agents", "6", "--seed", "4", "--json"]
+    runs = []
+    for extra in (
+        ["--shard-size", "10"],
+        ["--shard-size", "10", "--workers", "2", "--plot", str(tmp_path / "p.png")],
+        ["--shard-size", "30"],
+        ["--shard-size", "10", "--tick-interval", "0", "--crash", "0.5", "--lost-after", "5"],
+        ["--shard-size", "10", "--crash", "0.5", "--lost-after", "5"],
+    ):
+        assert main(base + extra) == 0
+        runs.append(json.loads(capsys.readouterr().out)["event_log_sha256"])
+    assert runs[0] == runs[1] != runs[2]
+    assert runs[3] != runs[4]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert main([*base, "--shard-size", "0"]) == 2
+    assert "shard_size" in capsys.readouterr().err
