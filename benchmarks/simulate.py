@@ -1,8 +1,11 @@
 """Simulation throughput: events/s on one core, a large run's time and peak RSS, and the
 speed-up of --workers 2 over one worker, side by side in one invocation.
 
-Run: ``python benchmarks/simulate.py --tests 200000 --big 1000000 --json``
-(``--big 0`` skips the large run).
+Run: ``python benchmarks/simulate.py --tests 50000 --big 1000000 --json``
+(``--big 0`` skips the large run; ``--curve 2000,20000,200000`` adds the cost per
+test of one unsharded engine at those sizes). Every run uses the default scenario
+(agents = tests / 10, shard_size 5000, ticker at lost_after / 4) without
+continuous invariant checks; ``--check`` turns them on.
 """
 
 from __future__ import annotations
@@ -15,24 +18,27 @@ import time
 from typing import Any
 
 
-def _child(tests: int, workers: int) -> dict[str, Any]:
+def _child(tests: int, workers: int, check: bool, shard_size: int = 5000) -> dict[str, Any]:
     """Run one simulation in a fresh process; report its wall time and peak RSS."""
     code = (
         "import json, resource, sys, time\n"
         "from loadtest_core.sim import Scenario, simulate\n"
-        f"sc = Scenario(tests={tests}, agents=max(1, {tests} // 10), seed=1)\n"
+        f"sc = Scenario(tests={tests}, agents=max(1, {tests} // 10), seed=1,"
+        f" shard_size={shard_size})\n"
         "t0 = time.perf_counter()\n"
-        f"m = simulate(sc, workers={workers}, check=False)\n"
+        f"m = simulate(sc, workers={workers}, check={check})\n"
         "wall = time.perf_counter() - t0\n"
         "rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,\n"
         "          resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         "print(json.dumps({'tests': m.tests, 'events': m.events, 'wall_s': wall,\n"
         "                  'peak_rss_mib': rss / 1024, 'stuck': m.stuck,\n"
-        "                  'violations': m.invariant_violations}))\n"
+        "                  'violations': m.invariant_violations,\n"
+        "                  'event_log_sha256': m.event_log_sha256}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(out.stdout)
     result["events_per_s"] = round(result["events"] / result["wall_s"])
+    result["us_per_test"] = round(result["wall_s"] / tests * 1e6, 1)
     return result
 
 
@@ -40,20 +46,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", type=int, default=100_000, help="tests for the throughput runs")
     ap.add_argument("--big", type=int, default=1_000_000, help="tests for the large run (0: skip)")
+    ap.add_argument("--curve", default="", help="comma-separated sizes of one unsharded engine")
+    ap.add_argument("--check", action="store_true", help="continuous invariant checks on")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    one = _child(args.tests, 1)
-    two = _child(args.tests, 2)
+    one = _child(args.tests, 1, args.check)
+    two = _child(args.tests, 2, args.check)
     result: dict[str, Any] = {
         "one_worker": one,
         "two_workers": two,
         "workers_2_speedup": round(one["wall_s"] / two["wall_s"], 2),
         "events_per_s_one_core": one["events_per_s"],
+        "same_hash_any_workers": one["event_log_sha256"] == two["event_log_sha256"],
+        "check": args.check,
     }
     if args.big:
         t0 = time.perf_counter()
-        result["big"] = _child(args.big, 2)
+        result["big"] = _child(args.big, 2, args.check)
         result["big"]["total_s"] = round(time.perf_counter() - t0, 1)
+    if args.curve:
+        sizes = [int(n) for n in args.curve.split(",")]
+        result["unsharded_us_per_test"] = {
+            n: _child(n, 1, args.check, shard_size=n)["us_per_test"] for n in sizes
+        }
     result["targets"] = {
         "events_per_s_one_core": 200_000,
         "big_tests": 1_000_000,
