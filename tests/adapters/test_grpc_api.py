@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -62,7 +64,7 @@ def register(g: Grpc) -> str:
     return meta.agent_instance_id
 
 
-def claim(g: Grpc, job_id: str, status: int, agent: str | None = None) -> None:
+def claim(g: Grpc, job_id: str, status: JS.JobStatus.ValueType, agent: str | None = None) -> None:
     reply = g.jobs.ClaimStatus(JS(job_id=job_id, status=status), metadata=g.agent(agent))
     assert reply.code == 0
 
@@ -77,10 +79,10 @@ def running(g: Grpc) -> tuple[str, str]:
     return agent, test_id
 
 
-def code_of(call: object) -> grpc.StatusCode:
+def code_of(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    return info.value.code()  # type: ignore[no-any-return]
+        call()
+    return info.value.code()
 
 
 def test_full_stop_round_trip(api: Grpc) -> None:
@@ -96,7 +98,7 @@ def test_full_stop_round_trip(api: Grpc) -> None:
     )
     assert signal.signal == SIG.STOP
     claim(api, test_id, JS.STOPPED)
-    waiter = OperationWaiter(op.id, _AuthedOps(api), timeout=5)
+    waiter = OperationWaiter(op.id, cast(Any, _AuthedOps(api)), timeout=5)  # a duck-typed stub
     for _ in waiter:
         pass
     final = waiter.operation
@@ -114,7 +116,7 @@ class _AuthedOps:
     def __init__(self, g: Grpc) -> None:
         self.g = g
 
-    def Get(self, request: operation_service_pb2.GetOperationRequest):
+    def Get(self, request: operation_service_pb2.GetOperationRequest) -> Any:
         return self.g.operations.Get(request, metadata=self.g.user())
 
 
@@ -147,7 +149,7 @@ def test_stop_errors(api: Grpc) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stop(test_service_pb2.StopTestRequest(test_id=""), metadata=md)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(info.value)
+    status = rpc_status.from_call(cast(grpc.Call, info.value))
     assert status is not None and status.details
     assert status.details[0].type_url.endswith("google.rpc.ErrorInfo")
 
@@ -225,7 +227,7 @@ def test_waiting_gets_run_in(api: Grpc) -> None:
     test_id2 = create(api, api.engine.state(test_id).assigned_agent_id or "")
     job = api.jobs.Get(
         job_service_pb2.GetJobRequest(
-            agent_instance_id=api.engine.state(test_id).assigned_agent_id
+            agent_instance_id=api.engine.state(test_id).assigned_agent_id or ""
         ),
         metadata=api.agent(),
     )

@@ -49,7 +49,7 @@ def test_status_maps_to_the_protobuf_enum() -> None:
     when=st.datetimes(
         min_value=datetime(2, 1, 1),
         max_value=datetime(9998, 12, 31),
-        timezones=st.none() | st.timezones(),
+        timezones=st.one_of(st.none(), st.timezones()),
     )
 )
 def test_set_timestamp_matches_from_datetime(when: datetime) -> None:

@@ -34,7 +34,7 @@ def test_grpc_and_http_stops_agree(start: Status | None) -> None:
             try:
                 stub.Stop(
                     test_service_pb2.StopTestRequest(test_id=via_grpc),
-                    metadata=[("authorization", f"Bearer {USER}")],
+                    metadata=(("authorization", f"Bearer {USER}"),),
                 )
                 grpc_ok = True
             except grpc.RpcError as exc:

@@ -276,7 +276,7 @@ def test_auth_matrix(http: Http, authorization: str | None) -> None:
         r = http.client.post(
             "/stop/execution",
             content=b"not even json",
-            headers={k: v.encode("utf-8") for k, v in headers.items()},
+            headers={k: v.encode("utf-8") for k, v in headers.items()},  # type: ignore[arg-type]
         )
     except httpx.HTTPError:
         r = None  # the server may drop an oversized header; it must not answer 2xx/5xx

@@ -24,7 +24,7 @@ from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_
 
 from loadtest_core.cli import main
 
-MD = [("authorization", "Bearer u1")]
+MD = (("authorization", "Bearer u1"),)
 
 
 def start(
@@ -131,7 +131,7 @@ def test_one_json_line_per_rpc_on_stderr(tmp_path: Path) -> None:
             with grpc.insecure_channel(addr["grpc"]) as channel:
                 tests = test_service_pb2_grpc.TestServiceStub(channel)
                 request = test_service_pb2.StopTestRequest(test_id="t" + "0" * 20)
-                for metadata in (MD, [("authorization", "Bearer nope")]):
+                for metadata in (MD, (("authorization", "Bearer nope"),)):
                     with pytest.raises(grpc.RpcError):
                         tests.Stop(request, metadata=metadata)
             deadline = time.monotonic() + 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -85,6 +86,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(target=tests, who=st.sampled_from([*AGENTS, "filter", "anonymous"]))
     def create(self, who: str) -> str:
+        body: dict[str, Any]
         if who == "filter":
             selector = {"match_by_filter": 'labels.pool = "p"'}
             body = {"configurations": [{"agent_selector": selector}]}

@@ -18,7 +18,7 @@ _steps = st.lists(st.none() | st.tuples(st.integers(0, 5_000_000), st.integers(0
 @given(steps=_steps, keys=st.randoms(use_true_random=False))
 def test_agenda_pops_like_a_heap(steps: list[tuple[int, int] | None], keys: Any) -> None:
     """Interleaved pushes (never in the past) and pops come out as from heapq."""
-    agenda, heap = _Agenda(), []
+    agenda, heap = _Agenda(), list[tuple[int, int, int, int, None]]()
     seq = itertools.count()
     now = 0
     for step in steps:

@@ -199,7 +199,7 @@ def test_every_status_and_event_pair(status: str, event: str) -> None:
     kind, to = expected(status, event)
     assert outcome.kind is kind, outcome.describe()
     if kind is Kind.ACCEPTED:
-        assert state.version == before["version"] + 1  # type: ignore[operator]
+        assert state.version == before["version"] + 1
         if to is not None:
             assert state.status.name == to
     else:
