@@ -4,6 +4,10 @@ One writer drives tests through a realistic life (hand-out, claims, a stop
 for some) with every event a compare-and-set commit. Both stores run the same
 sequence side by side; the median of ``--repeat`` runs is reported.
 
+Then the first page of ``List`` (100 tests, newest first) over every test
+written, read through the store's keyset iteration, beside the whole-store sort
+it replaced (``sort_all``), median of 20 calls each.
+
 Run: ``python benchmarks/engine.py --tests 2000 --json``
 """
 
@@ -26,7 +30,7 @@ SPEC = {"configurations": [{"agent_selector": {"agent_id": "agent-1"}}], "detail
 LIFE = (Status.INITIATED, Status.PREPARING, Status.RUNNING, Status.FINISHING)
 
 
-def drive(store: Store, tests: int) -> tuple[int, float]:
+def drive(store: Store, tests: int) -> tuple[int, float, Engine]:
     """Accepted events and seconds for ``tests`` tests' lives on ``store``."""
     clock = ManualClock()
     engine = Engine(store, clock=clock)
@@ -45,7 +49,27 @@ def drive(store: Store, tests: int) -> tuple[int, float]:
             engine.claim(job.id, "agent-1", Status.DONE)
     elapsed = time.perf_counter() - t0
     accepted = sum(1 for r in store.read_log() if r.outcome is Kind.ACCEPTED)
-    return accepted, elapsed
+    return accepted, elapsed, engine
+
+
+def list_page_ms(engine: Engine) -> dict[str, float]:
+    """Median ms of a first List page, and of sorting every test for it (the old way)."""
+
+    def timed(call: Any) -> float:
+        runs = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            call()
+            runs.append(time.perf_counter() - t0)
+        return round(statistics.median(runs) * 1000, 3)
+
+    def sort_all() -> list[Any]:
+        rows = sorted(engine.store.iter_tests(), key=lambda s: (s.created_at, s.id), reverse=True)
+        return [engine.snapshot(s) for s in rows[:100]]
+
+    page = timed(lambda: engine.list_tests(page_size=100))
+    old = timed(sort_all)
+    return {"list_page_ms": page, "sort_all_ms": old, "speedup": round(old / page, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rates: dict[str, list[float]] = {"memory": [], "sqlite": []}
+    lists: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeat):
-            n, secs = drive(MemoryStore(), args.tests)
+            n, secs, engine = drive(MemoryStore(), args.tests)
             rates["memory"].append(n / secs)
+            if r == 0:
+                lists["memory"] = list_page_ms(engine)
             store = SqliteStore(Path(tmp) / f"bench-{r}.db", synchronous=args.synchronous)
-            n, secs = drive(store, args.tests)
+            n, secs, engine = drive(store, args.tests)
+            if r == 0:
+                lists["sqlite"] = list_page_ms(engine)
             store.close()
             rates["sqlite"].append(n / secs)
     result: dict[str, Any] = {
@@ -75,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         result["memory_events_per_s"] / result["sqlite_events_per_s"], 2
     )
     result["target_met"] = result["sqlite_events_per_s"] >= 5000
+    result["list_first_page"] = lists
     print(json.dumps(result) if args.json else "\n".join(f"{k:24} {v}" for k, v in result.items()))
     return 0
 

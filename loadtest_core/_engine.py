@@ -513,15 +513,10 @@ class Engine:
         size = min(page_size or self.policies.default_page_size, self.policies.max_page_size)
         fingerprint = hashlib.sha256(f"{query}\x00{folder_id}".encode()).hexdigest()[:16]
         after = _decode_token(page_token, fingerprint) if page_token else None
-        rows = sorted(
-            (s for s in self.store.iter_tests() if folder_id is None or _folder(s) == folder_id),
-            key=lambda s: (s.created_at, s.id),
-            reverse=True,
-        )
         page: list[TestState] = []
         more = False
-        for state in rows:
-            if after is not None and (state.created_at, state.id) >= after:
+        for state in self.store.iter_tests_newest(after):
+            if folder_id is not None and _folder(state) != folder_id:
                 continue
             if not query.matches(_lookup(state)):
                 continue

@@ -274,6 +274,25 @@ class SqliteStore:
         rows = self._db().execute(f"SELECT {_TEST_COLUMNS} FROM tests").fetchall()
         return (self._state(r) for r in rows)
 
+    def iter_tests_newest(self, before: tuple[float, str] | None = None) -> Iterator[TestState]:
+        db, key, chunk = self._db(), before, 64
+        while True:  # keyset pages over the (created_at, id) index, growing as they are read
+            if key is None:
+                sql = f"SELECT {_TEST_COLUMNS} FROM tests ORDER BY created_at DESC, id DESC LIMIT ?"
+                rows = db.execute(sql, (chunk,)).fetchall()
+            else:
+                sql = (
+                    f"SELECT {_TEST_COLUMNS} FROM tests WHERE (created_at, id) < (?, ?) "
+                    "ORDER BY created_at DESC, id DESC LIMIT ?"
+                )
+                rows = db.execute(sql, (*key, chunk)).fetchall()
+            for row in rows:
+                yield self._state(row)
+            if len(rows) < chunk:
+                return
+            key = (rows[-1][3], rows[-1][0])
+            chunk = min(chunk * 4, 4096)
+
     def commit(self, change: Commit) -> None:
         def work(db: sqlite3.Connection) -> None:
             test_id, expected = change.test_id, change.expected_version

@@ -9,6 +9,7 @@ engine works on copies and hands the result back in a commit.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ class VersionConflict(StoreError):
 
 
 _new_tuple = tuple.__new__
+_CHUNK = 256
 
 
 class Commit(NamedTuple):
@@ -43,6 +45,14 @@ class Store(Protocol):
     def get_test(self, test_id: str) -> TestState | None: ...
 
     def iter_tests(self) -> Iterator[TestState]: ...
+
+    def iter_tests_newest(self, before: tuple[float, str] | None = None) -> Iterator[TestState]:
+        """Tests by ``(created_at, id)`` descending, strictly below ``before``, read lazily.
+
+        What a page of ``List`` reads: a page costs the rows it looks at, not a
+        sort of every test.
+        """
+        ...
 
     def commit(self, change: Commit) -> None:
         """Apply ``change`` atomically or raise (VersionConflict, StoreError) writing nothing."""
@@ -82,6 +92,7 @@ class MemoryStore:
     ) -> None:
         self._lock = threading.RLock()
         self._tests: dict[str, TestState] = {}
+        self._order: list[tuple[float, str]] = []  # (created_at, id), ascending
         self._ops: dict[str, StopOperation] = {}
         self._inflight: dict[str, str] = {}
         self._agents: dict[str, AgentRecord] = {}
@@ -97,6 +108,18 @@ class MemoryStore:
         with self._lock:
             return iter(list(self._tests.values()))
 
+    def iter_tests_newest(self, before: tuple[float, str] | None = None) -> Iterator[TestState]:
+        key = before
+        while True:
+            with self._lock:  # a chunk at a time, re-found by key: safe while tests come and go
+                end = len(self._order) if key is None else bisect.bisect_left(self._order, key)
+                chunk = self._order[max(0, end - _CHUNK) : end]
+                states = [self._tests[test_id] for _, test_id in reversed(chunk)]
+            yield from states
+            if end <= _CHUNK:
+                return
+            key = chunk[0]
+
     def commit(self, change: Commit) -> None:
         with self._lock:
             current = self._tests.get(change.test_id)
@@ -106,8 +129,12 @@ class MemoryStore:
                     f"test {change.test_id}: version {have}, expected {change.expected_version}"
                 )
             if change.remove:
-                del self._tests[change.test_id]
+                gone = self._tests.pop(change.test_id)
+                at = bisect.bisect_left(self._order, (gone.created_at, gone.id))
+                del self._order[at]
             elif change.test is not None:
+                if current is None:
+                    bisect.insort(self._order, (change.test.created_at, change.test_id))
                 self._tests[change.test_id] = change.test
             for op in change.operations:
                 self._ops[op.id] = op

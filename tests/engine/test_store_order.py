@@ -1,0 +1,109 @@
+"""Both stores read tests newest first, lazily, from any key, while tests come and go."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadtest_core import Commit, MemoryStore, SqliteStore, TestState
+from loadtest_core._store import Store
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "t.db")
+    yield s
+    s.close()
+
+
+def _insert(store: Store, test_id: str, at: float) -> None:
+    store.commit(Commit(test_id, 0, TestState(test_id, at)))
+
+
+def _keys(states: Iterator[TestState]) -> list[tuple[float, str]]:
+    return [(s.created_at, s.id) for s in states]
+
+
+def test_newest_first_from_any_key_across_chunks(store: Store) -> None:
+    """1,000 tests with tied times come back in (created_at, id) descending order below a key."""
+    rng = random.Random(7)
+    keys = [(float(rng.randrange(300)), f"t{n:04d}") for n in range(1000)]
+    for at, test_id in rng.sample(keys, len(keys)):
+        _insert(store, test_id, at)
+    expected = sorted(keys, reverse=True)
+    assert _keys(store.iter_tests_newest()) == expected
+    for cut in (expected[0], expected[300], expected[999], (150.0, "t0500"), (-1.0, "")):
+        assert _keys(store.iter_tests_newest(cut)) == [k for k in expected if k < cut]
+
+
+def test_removal_and_insertion_while_reading(store: Store) -> None:
+    """A test removed mid-read is not returned later, and a newer one is never returned."""
+    for n in range(600):
+        _insert(store, f"t{n:04d}", float(n))
+    reader = store.iter_tests_newest()
+    seen = [next(reader).id for _ in range(10)]
+    store.commit(Commit("t0100", 1, remove=True))
+    _insert(store, "t9999", 10_000.0)
+    seen += [s.id for s in reader]
+    assert seen == [f"t{n:04d}" for n in range(599, -1, -1) if n != 100]
+
+
+class _CountingDict(dict[str, TestState]):
+    reads = 0
+
+    def __getitem__(self, key: str) -> TestState:
+        self.reads += 1
+        return super().__getitem__(key)
+
+
+def test_a_page_reads_only_what_it_needs(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taking the first page of a large store reads one chunk of rows, not every test."""
+    for n in range(3000):
+        _insert(store, f"t{n:04d}", float(n))
+    reads = [0]
+    if isinstance(store, MemoryStore):
+        counting = _CountingDict(store._tests)
+        monkeypatch.setattr(store, "_tests", counting)
+    else:
+        assert isinstance(store, SqliteStore)
+        build = store._state
+
+        def counted(row: tuple[object, ...]) -> TestState:
+            reads[0] += 1
+            return build(row)
+
+        monkeypatch.setattr(store, "_state", counted)
+    reader = store.iter_tests_newest()
+    first = [next(reader) for _ in range(5)]
+    assert [s.id for s in first] == [f"t{n:04d}" for n in range(2999, 2994, -1)]
+    read = counting.reads if isinstance(store, MemoryStore) else reads[0]
+    assert 5 <= read <= 256
+
+
+def test_list_pages_walk_every_match_once(tmp_path: Path) -> None:
+    """Paging a filtered List over either store yields every match once, newest first."""
+    from loadtest_core import Engine, ManualClock
+    from tests.engine.conftest import counter_ids, spec
+
+    results = []
+    for store in (MemoryStore(), SqliteStore(tmp_path / "l.db")):
+        clock = ManualClock(1_700_000_000.0)
+        engine = Engine(store, clock=clock, ids=counter_ids())
+        for n in range(250):
+            engine.create(spec(name=f"n{n % 3}"))
+            if n % 5:
+                clock.advance(1)  # some tests share a creation time
+        ids, token = [], ""
+        while True:
+            page, token = engine.list_tests(filter='details.name = "n1"', page_size=7, page_token=token)
+            ids += [t.id for t in page]
+            if not token:
+                break
+        results.append(ids)
+        store.close()
+    memory, sqlite = results
+    assert memory == sqlite and len(memory) == len(set(memory)) == 83
+    assert memory == sorted(memory, reverse=True)
