@@ -5,7 +5,9 @@ Run: ``python benchmarks/simulate.py --tests 50000 --big 1000000 --json``
 (``--big 0`` skips the large run; ``--curve 2000,20000,200000`` adds the cost per
 test of one unsharded engine at those sizes). Every run uses the default scenario
 (agents = tests / 10, shard_size 5000, ticker at lost_after / 4) without
-continuous invariant checks; ``--check`` turns them on.
+continuous invariant checks; ``--check`` turns them on. ``--engine-only N`` records
+every engine call of one N-test shard and replays them on a fresh engine: the
+events/s of the engine alone, the ceiling for any simulator around it.
 """
 
 from __future__ import annotations
@@ -42,12 +44,68 @@ def _child(tests: int, workers: int, check: bool, shard_size: int = 5000) -> dic
     return result
 
 
+def engine_only(tests: int) -> dict[str, Any]:
+    """Events/s of the simulated run, and of the engine replaying its calls without it."""
+    import contextlib
+    import itertools
+
+    from loadtest_core import Engine, LoadtestError, ManualClock, MemoryStore, Policies
+    from loadtest_core.sim import Scenario, Simulator
+    from loadtest_core.sim._sim import BASE
+
+    sc = Scenario(tests=tests, agents=max(1, tests // 10), seed=1, shard_size=tests)
+    sim = Simulator(sc, check=False)
+    calls: list[tuple[float, str, tuple[Any, ...], dict[str, Any]]] = []
+    names = ("create_id", "next_job", "claim", "signal", "agent_heartbeat")
+    for name in (*names, "report_imbalance", "stop", "tick"):
+        real = getattr(sim.engine, name)
+
+        def recording(*a: Any, _real: Any = real, _name: str = name, **k: Any) -> Any:
+            calls.append((sim.clock.now(), _name, a, k))
+            return _real(*a, **k)
+
+        setattr(sim.engine, name, recording)
+    t0 = time.perf_counter()
+    metrics = sim.run()
+    simulated = time.perf_counter() - t0
+    numbers = itertools.count(1)
+    logged = [0]
+
+    def count(_: Any) -> None:
+        logged[0] += 1
+
+    clock = ManualClock(BASE)
+    engine = Engine(
+        MemoryStore(keep_log=False, on_log=count),
+        clock=clock,
+        policies=Policies(lost_after=sc.lost_after),
+        ids=lambda kind: f"{kind}-s0-{next(numbers):08d}",
+    )
+    t0 = time.perf_counter()
+    for at, name, a, k in calls:
+        if at > clock.now():
+            clock.set(at)
+        with contextlib.suppress(LoadtestError):  # a refused user stop, as in the simulation
+            getattr(engine, name)(*a, **k)
+    alone = time.perf_counter() - t0
+    assert logged[0] == metrics.events
+    return {
+        "tests": tests,
+        "events": metrics.events,
+        "engine_calls": len(calls),
+        "simulated_events_per_s": round(metrics.events / simulated),
+        "engine_alone_events_per_s": round(metrics.events / alone),
+        "engine_share_of_time": round(alone / simulated, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", type=int, default=100_000, help="tests for the throughput runs")
     ap.add_argument("--big", type=int, default=1_000_000, help="tests for the large run (0: skip)")
     ap.add_argument("--curve", default="", help="comma-separated sizes of one unsharded engine")
     ap.add_argument("--check", action="store_true", help="continuous invariant checks on")
+    ap.add_argument("--engine-only", type=int, default=0, help="tests of the replayed shard")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     one = _child(args.tests, 1, args.check)
@@ -69,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         result["unsharded_us_per_test"] = {
             n: _child(n, 1, args.check, shard_size=n)["us_per_test"] for n in sizes
         }
+    if args.engine_only:
+        result["engine_only"] = engine_only(args.engine_only)
     result["targets"] = {
         "events_per_s_one_core": 200_000,
         "big_tests": 1_000_000,
