@@ -98,7 +98,9 @@ def test_list_pages_walk_every_match_once(tmp_path: Path) -> None:
                 clock.advance(1)  # some tests share a creation time
         ids, token = [], ""
         while True:
-            page, token = engine.list_tests(filter='details.name = "n1"', page_size=7, page_token=token)
+            page, token = engine.list_tests(
+                filter='details.name = "n1"', page_size=7, page_token=token
+            )
             ids += [t.id for t in page]
             if not token:
                 break

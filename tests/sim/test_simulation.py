@@ -88,6 +88,9 @@ def test_long_partition_goes_lost_then_recovers() -> None:
         )
     )
     assert short.lost_false == 0  # silence shorter than lost_after is not LOST
+    just_over = Faults(partition=1.0, partition_duration={"kind": "fixed", "value": 11.5})
+    exact = simulate(sc.with_overrides(faults=just_over, tick_interval=0))
+    assert exact.lost_false == 10  # exact deadlines: any silence past lost_after is LOST
 
 
 def test_crash_goes_lost_then_failed_with_expiry() -> None:
