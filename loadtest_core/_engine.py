@@ -348,10 +348,12 @@ class Engine:
         *,
         guard: Callable[[TestState], Outcome | None] | None = None,
         first: TestState | None = None,
+        at: float | None = None,
     ) -> tuple[Outcome, TestState | None, StopOperation | None]:
         """Apply one event with compare-and-set; returns outcome, new state, stop operation.
 
-        ``first`` is the state the caller just read under the lock (saves a read).
+        ``first`` is the state the caller just read under the lock (saves a read) and
+        ``at`` the time it read it; a retry after a lost race reads both afresh.
         """
         with self._lock:
             current = first
@@ -359,7 +361,8 @@ class Engine:
             for _ in range(self._retries):
                 if current is None:
                     current = self._get(test_id)
-                now = self.now()
+                    at = None
+                now = self.now() if at is None else at
                 if guard is not None:
                     outcome = guard(current)
                     if outcome is not None:
@@ -628,14 +631,14 @@ class Engine:
 
         return guard
 
-    def _touch(self, test_id: str, agent_id: str) -> TestState:
-        """Job-scoped contact: refresh liveness; a LOST test recovers."""
+    def _touch(self, test_id: str, agent_id: str, now: float) -> TestState:
+        """Job-scoped contact at ``now``: refresh liveness; a LOST test recovers."""
         state = self._get(test_id)
         owner = state.assigned_agent_id or self._lease.get(state.id)
         if owner == agent_id:
-            self._contact[test_id] = self.now()
+            self._contact[test_id] = now
             if state.phase.status is Status.LOST:
-                outcome, after, _ = self._command(test_id, Contact(agent_id))
+                outcome, after, _ = self._command(test_id, Contact(agent_id), first=state, at=now)
                 if outcome.kind is Kind.ACCEPTED and after is not None:
                     return after
         return state
@@ -648,20 +651,21 @@ class Engine:
             AgentError(agent_id, error) if status is None else Claim(agent_id, status, error)
         )
         with self._lock:
-            state = self._touch(job_id, agent_id)
+            now = self.now()
+            state = self._touch(job_id, agent_id, now)
             guard = self._agent_guard(agent_id) if state.phase.status is Status.CREATED else None
-            return self._command(job_id, event, guard=guard, first=state)[0]
+            return self._command(job_id, event, guard=guard, first=state, at=now)[0]
 
     def signal(self, job_id: str, agent_id: str) -> Signal:
         """``JobService.GetSignal``: STOP, RUN_IN (WAITING) or nothing; a poll is contact."""
         wait = self.policies.signal_wait
         with self._lock:
             try:
-                state = self._touch(job_id, agent_id)
+                state = self._touch(job_id, agent_id, self.now())
             except NotFound:
                 return Signal(SignalKind.STOP, 0.0, wait)
             owner = state.assigned_agent_id or self._lease.get(state.id)
-            status = state.status
+            status = state.phase.status
             if owner != agent_id or status in _FINISHED or status is Status.STOPPING:
                 return Signal(SignalKind.STOP, 0.0, wait)
             if status is Status.WAITING:
@@ -677,10 +681,11 @@ class Engine:
                 "rps: must be an integer in 0..2^63-1", field="imbalance_point.rps"
             )
         with self._lock:
-            state = self._touch(job_id, agent_id)
-            return self._command(job_id, Imbalance(agent_id, float(at), rps, comment), first=state)[
-                0
-            ]
+            now = self.now()
+            state = self._touch(job_id, agent_id, now)
+            return self._command(
+                job_id, Imbalance(agent_id, float(at), rps, comment), first=state, at=now
+            )[0]
 
     def agent_heartbeat(self, agent_id: str, status: AgentStatus) -> None:
         """``AgentService.ClaimStatus``: a busy agent keeps its tests alive."""
