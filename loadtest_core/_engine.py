@@ -225,7 +225,6 @@ class Engine:
         self._filters: dict[str, Filter] = {}
         self._tagged: dict[tuple[str, str], set[str]] = {}
         self._spec_cache: dict[int, tuple[TestSpec, dict[str, Any]]] = {}
-        self._retries = self.policies.cas_retries
         self._rebuild()
 
     # --- time and indexes -----------------------------------------------------
@@ -358,7 +357,7 @@ class Engine:
         with self._lock:
             current = first
             store = self.store
-            for _ in range(self._retries):
+            for _ in range(self.policies.cas_retries):
                 if current is None:
                     current = self._get(test_id)
                     at = None

@@ -91,12 +91,17 @@ def grpc_server(kind: str, engine: Engine, auth: TokenAuth) -> Iterator[int]:
         loop.close()
 
 
-@pytest.fixture(params=["sync", "aio", "aio-offload"])
-def api(request: pytest.FixtureRequest) -> Iterator[Grpc]:
+def new_engine() -> tuple[Engine, ManualClock]:
     clock = ManualClock(1_700_000_000.0)
     engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    return engine, clock
+
+
+@contextlib.contextmanager
+def connected(kind: str, engine: Engine, clock: ManualClock) -> Iterator[Grpc]:
+    """A server of ``kind`` over ``engine`` and a client with every generated stub."""
     with (
-        grpc_server(request.param, engine, TokenAuth([USER], [AGENT])) as port,
+        grpc_server(kind, engine, TokenAuth([USER], [AGENT])) as port,
         grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
     ):
         yield Grpc(
@@ -110,3 +115,10 @@ def api(request: pytest.FixtureRequest) -> Iterator[Grpc]:
             job_service_pb2_grpc.JobServiceStub(channel),
             agent_test_grpc.TestServiceStub(channel),
         )
+
+
+@pytest.fixture(params=["sync", "aio", "aio-offload"])
+def api(request: pytest.FixtureRequest) -> Iterator[Grpc]:
+    engine, clock = new_engine()
+    with connected(request.param, engine, clock) as g:
+        yield g

@@ -27,9 +27,9 @@ from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_pb2
 from yandex.cloud.loadtesting.api.v1 import test_service_pb2
 from yandex.cloud.operation import operation_service_pb2
 
-from loadtest_core import Engine, ManualClock, MemoryStore, Policies, Status, TokenAuth
-from tests.adapters.conftest import AGENT, USER, Grpc, grpc_server
-from tests.engine.conftest import counter_ids, spec
+from loadtest_core import Engine, Status
+from tests.adapters.conftest import AGENT, USER, Grpc, connected, new_engine
+from tests.engine.conftest import spec
 
 _INTS = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -149,39 +149,15 @@ def _state(engine: Engine) -> tuple[list[dict[str, Any]], list[tuple[str, bool]]
 
 @pytest.fixture(scope="module", params=["sync", "aio"])
 def fuzz_api(request: pytest.FixtureRequest) -> Iterator[Grpc]:
-    import grpc as grpc_module
-    from yandex.cloud.loadtesting.agent.v1 import (
-        agent_registration_service_pb2_grpc,
-        agent_service_pb2_grpc,
-        job_service_pb2_grpc,
-    )
-    from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_test_grpc
-    from yandex.cloud.loadtesting.api.v1 import test_service_pb2_grpc
-    from yandex.cloud.operation import operation_service_pb2_grpc
-
-    clock = ManualClock(1_700_000_000.0)
-    engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    engine, clock = new_engine()
     for status in (Status.RUNNING, Status.CREATED, Status.DONE):
         test = engine.create(spec("agent-1"))
         if status is not Status.CREATED:
             assert engine.next_job("agent-1") is not None
             engine.claim(test.id, "agent-1", Status.INITIATED)
             engine.claim(test.id, "agent-1", status)
-    with (
-        grpc_server(request.param, engine, TokenAuth([USER], [AGENT])) as port,
-        grpc_module.insecure_channel(f"127.0.0.1:{port}") as channel,
-    ):
-        yield Grpc(
-            engine,
-            clock,
-            channel,
-            test_service_pb2_grpc.TestServiceStub(channel),
-            operation_service_pb2_grpc.OperationServiceStub(channel),
-            agent_registration_service_pb2_grpc.AgentRegistrationServiceStub(channel),
-            agent_service_pb2_grpc.AgentServiceStub(channel),
-            job_service_pb2_grpc.JobServiceStub(channel),
-            agent_test_grpc.TestServiceStub(channel),
-        )
+    with connected(request.param, engine, clock) as g:
+        yield g
 
 
 @pytest.mark.parametrize(
