@@ -29,6 +29,9 @@ def _child(kind: str, tests: int, conn: Connection) -> None:
 
     from loadtest_core import Engine, MemoryStore, TokenAuth
 
+    if kind == "grpc-floor":
+        _floor_child(tests, conn)
+        return
     engine = Engine(MemoryStore(keep_log=False))
     auth = TokenAuth([USER], [AGENT])
     ids = _prepare(engine, tests, plans=kind == "http")
@@ -98,6 +101,44 @@ def _grpc_child(kind: str, engine: Any, auth: Any, ids: list[str], conn: Connect
             asyncio.run(main())
         handler.drain()
         conn.send(_count_lines(sink))
+
+
+def _floor_child(tests: int, conn: Connection) -> None:
+    """The floor: a ``grpc.aio`` server answering Stop with constant bytes.
+
+    No auth, no parsing, no engine, no log: what Python gRPC alone costs a
+    Stop round trip on this machine, measured beside ``serve``'s server.
+    """
+    import asyncio
+
+    import grpc
+    from yandex.cloud.operation import operation_pb2
+
+    reply = operation_pb2.Operation(
+        id="op-floor", description="Stop test", created_by="token:floor", done=False
+    ).SerializeToString()
+
+    async def stop(request: bytes, context: Any) -> bytes:
+        return reply
+
+    handler = grpc.method_handlers_generic_handler(
+        "yandex.cloud.loadtesting.api.v1.TestService",
+        {"Stop": grpc.unary_unary_rpc_method_handler(stop)},
+    )
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        conn.send((port, [f"floor-{i:08d}" for i in range(tests)]))
+        while not conn.poll():
+            await asyncio.sleep(0.2)
+        conn.recv()
+        await server.stop(None)
+
+    asyncio.run(main())
+    conn.send(0)
 
 
 def _count_lines(sink: Any) -> int:
