@@ -8,6 +8,10 @@ test of one unsharded engine at those sizes). Every run uses the default scenari
 continuous invariant checks; ``--check`` turns them on. ``--engine-only N`` records
 every engine call of one N-test shard and replays them on a fresh engine: the
 events/s of the engine alone, the ceiling for any simulator around it.
+``--floor N`` runs the floor: N tests through their seven stage claims with
+nothing but what any simulated event costs at least (a heap pop and push, one
+random draw, a ``Claim``, a state copy, the core's ``apply``, one log line
+hashed in batches) and no engine, store, agents or liveness.
 """
 
 from __future__ import annotations
@@ -99,6 +103,47 @@ def engine_only(tests: int) -> dict[str, Any]:
     }
 
 
+def floor(tests: int, repeat: int = 3) -> dict[str, Any]:
+    """The events/s of a simulated event with no engine around the core (best of ``repeat``)."""
+    import hashlib
+    import heapq
+    import random
+
+    from loadtest_core import Claim, Status, TestState, apply
+
+    stages = [
+        Status.INITIATED,
+        Status.PREPARING,
+        Status.WAITING,
+        Status.RUNNING,
+        Status.FINISHING,
+        Status.POST_PROCESSING,
+        Status.DONE,
+    ]
+    best = 0.0
+    for _ in range(repeat):
+        rng = random.Random(1)
+        states = {f"test-{i:08d}": TestState(f"test-{i:08d}", 0.0) for i in range(tests)}
+        heap = [(rng.random(), i, test_id, 0) for i, test_id in enumerate(states)]
+        heapq.heapify(heap)
+        digest, lines, events = hashlib.sha256(), [], 0
+        t0 = time.perf_counter()
+        while heap:
+            at, key, test_id, stage = heapq.heappop(heap)
+            work = states[test_id].copy()
+            outcome = apply(work, Claim("agent-1", stages[stage]), at)
+            states[test_id] = work
+            events += 1
+            lines.append(f"{events}|{test_id}|{at!r}|claim|{outcome.to}|{work.version}\n")
+            if len(lines) >= 4096:
+                digest.update("".join(lines).encode())
+                lines.clear()
+            if stage + 1 < len(stages):
+                heapq.heappush(heap, (at + rng.random(), key, test_id, stage + 1))
+        best = max(best, events / (time.perf_counter() - t0))
+    return {"tests": tests, "events": tests * len(stages), "events_per_s": round(best)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", type=int, default=100_000, help="tests for the throughput runs")
@@ -106,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--curve", default="", help="comma-separated sizes of one unsharded engine")
     ap.add_argument("--check", action="store_true", help="continuous invariant checks on")
     ap.add_argument("--engine-only", type=int, default=0, help="tests of the replayed shard")
+    ap.add_argument("--floor", type=int, default=0, help="tests of the engine-less floor")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     one = _child(args.tests, 1, args.check)
@@ -129,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     if args.engine_only:
         result["engine_only"] = engine_only(args.engine_only)
+    if args.floor:
+        result["floor"] = floor(args.floor)
     result["targets"] = {
         "events_per_s_one_core": 200_000,
         "big_tests": 1_000_000,
