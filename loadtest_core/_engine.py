@@ -22,8 +22,8 @@ import re
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -517,7 +517,7 @@ class Engine:
         after = _decode_token(page_token, fingerprint) if page_token else None
         page: list[TestState] = []
         more = False
-        for state in self.store.iter_tests_newest(after):
+        for state in _newest(self.store, after):
             if folder_id is not None and _folder(state) != folder_id:
                 continue
             if not query.matches(_lookup(state)):
@@ -796,6 +796,19 @@ class Engine:
             else:
                 tests[r.test_id] = after
         return tests, ops
+
+
+def _newest(store: Store, before: tuple[float, str] | None) -> Iterator[TestState]:
+    """``store.iter_tests_newest``, or a sort of every test for a store that predates it.
+
+    Stores written against the first ``Store`` protocol keep working (slowly: a
+    page costs a sort), rather than failing with an ``AttributeError`` at ``List``.
+    """
+    newest = getattr(store, "iter_tests_newest", None)
+    if newest is not None:
+        return cast("Iterator[TestState]", newest(before))
+    states = [s for s in store.iter_tests() if before is None or (s.created_at, s.id) < before]
+    return iter(sorted(states, key=lambda s: (s.created_at, s.id), reverse=True))
 
 
 def _stop_operations(
