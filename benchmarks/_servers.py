@@ -79,7 +79,7 @@ def _grpc_child(kind: str, engine: Any, auth: Any, ids: list[str], conn: Connect
             from loadtest_core.grpc import add_servicers
 
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
-            add_servicers(server, engine, auth)
+            add_servicers(server, engine, auth, rpc_log=handler.write_line)
             port = server.add_insecure_port("127.0.0.1:0")
             server.start()
             conn.send((port, ids))
@@ -88,7 +88,7 @@ def _grpc_child(kind: str, engine: Any, auth: Any, ids: list[str], conn: Connect
         else:
 
             async def main() -> None:
-                server = aio_server(engine, auth)
+                server = aio_server(engine, auth, handler)
                 port = server.add_insecure_port("127.0.0.1:0")
                 await server.start()
                 conn.send((port, ids))

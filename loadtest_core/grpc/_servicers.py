@@ -126,13 +126,25 @@ def invoke(servicer: _Base, method: Method, role: Role, request: Any, call: Call
         return _Abort(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
 
-def _log_line(name: str, outcome: Any, started: float, peer: str) -> None:
-    """One JSON line per RPC, formatted only when someone listens."""
-    if not log.isEnabledFor(logging.INFO):
+RpcLog = Callable[[str], None]
+"""Takes one RPC's JSON line (no newline); ``serve`` passes a buffered file's writer."""
+
+
+def _log_line(name: str, outcome: Any, started: float, peer: str, sink: RpcLog | None) -> None:
+    """One JSON line per RPC: to ``sink`` if given, else to logging when someone listens.
+
+    The sink skips a ``LogRecord`` per call (its caller lookup, thread and
+    process names), some 15 % of a Stop's cost in ``serve``.
+    """
+    if sink is None and not log.isEnabledFor(logging.INFO):
         return
     code = outcome.code.name if isinstance(outcome, _Abort) else "OK"
     ms = round((time.perf_counter() - started) * 1000, 3)
-    log.info('{"rpc": "%s", "code": "%s", "ms": %s, "peer": %s}', name, code, ms, json.dumps(peer))
+    line = f'{{"rpc": "{name}", "code": "{code}", "ms": {ms}, "peer": {json.dumps(peer)}}}'
+    if sink is None:
+        log.info("%s", line)
+    else:
+        sink(line)
 
 
 def _sync_handler(servicer: _Base, method: Method, role: Role) -> Callable[..., Any]:
@@ -142,7 +154,7 @@ def _sync_handler(servicer: _Base, method: Method, role: Role) -> Callable[..., 
         started = time.perf_counter()
         call = Call(context)
         outcome = invoke(servicer, method, role, request, call)
-        _log_line(name, outcome, started, call.peer)
+        _log_line(name, outcome, started, call.peer, servicer.rpc_log)
         if isinstance(outcome, _Abort):
             context.abort_with_status(_status(outcome.code, outcome.message, outcome.reason))
         return outcome
@@ -165,7 +177,7 @@ def _aio_handler(
             )
         else:
             outcome = invoke(servicer, method, role, request, call)
-        _log_line(name, outcome, started, call.peer)
+        _log_line(name, outcome, started, call.peer, servicer.rpc_log)
         if isinstance(outcome, _Abort):
             status = _status(outcome.code, outcome.message, outcome.reason)
             await context.abort(status.code, status.details, status.trailing_metadata)
@@ -188,10 +200,13 @@ class _Base:
 
     generated: type
 
-    def __init__(self, engine: Engine, auth: TokenAuth, ops: _DoneOperations) -> None:
+    def __init__(
+        self, engine: Engine, auth: TokenAuth, ops: _DoneOperations, rpc_log: RpcLog | None
+    ) -> None:
         self.engine = engine
         self.auth = auth
         self.ops = ops
+        self.rpc_log = rpc_log
 
     def _shell(self, wrap: Callable[[Method, Role], Callable[..., Any]], missing: Any) -> Any:
         """An object with one handler per RPC of the generated servicer, for ``register``."""
@@ -459,15 +474,26 @@ _SERVICES: tuple[tuple[type[_Base], Callable[[Any, Any], None]], ...] = (
 )
 
 
-def add_servicers(server: grpc.Server, engine: Engine, auth: TokenAuth) -> None:
-    """Register every servicer of the Yandex API and agent protocol on ``server``."""
+def add_servicers(
+    server: grpc.Server, engine: Engine, auth: TokenAuth, *, rpc_log: RpcLog | None = None
+) -> None:
+    """Register every servicer of the Yandex API and agent protocol on ``server``.
+
+    Each RPC's JSON line goes to ``rpc_log`` if given, else to the
+    ``loadtest_core.grpc`` logger at INFO.
+    """
     ops = _DoneOperations()
     for service, register in _SERVICES:
-        register(service(engine, auth, ops).sync_servicer(), server)
+        register(service(engine, auth, ops, rpc_log).sync_servicer(), server)
 
 
 def add_aio_servicers(
-    server: grpc.aio.Server, engine: Engine, auth: TokenAuth, *, offload: bool | None = None
+    server: grpc.aio.Server,
+    engine: Engine,
+    auth: TokenAuth,
+    *,
+    offload: bool | None = None,
+    rpc_log: RpcLog | None = None,
 ) -> None:
     """``add_servicers`` for a ``grpc.aio`` server, sharing every method with it.
 
@@ -480,4 +506,4 @@ def add_aio_servicers(
         offload = not isinstance(engine.store, MemoryStore)
     ops = _DoneOperations()
     for service, register in _SERVICES:
-        register(service(engine, auth, ops).aio_servicer(offload), server)
+        register(service(engine, auth, ops, rpc_log).aio_servicer(offload), server)

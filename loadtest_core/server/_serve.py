@@ -78,6 +78,11 @@ class BatchedLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def flush(self) -> None:
         """Called after every record by ``emit``: deliberately nothing (see ``drain``)."""
 
+    def write_line(self, line: str) -> None:
+        """One line straight into the buffer: the RPC log's path, with no ``LogRecord``."""
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line + "\n")
+
     def drain(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self.stream.flush()
@@ -98,10 +103,16 @@ def log_to(fd: int) -> BatchedLogHandler:
     return handler
 
 
-def aio_server(engine: Engine, auth: TokenAuth) -> grpc.aio.Server:
-    """The gRPC server of ``serve`` (also what benchmarks/grpc_stop.py measures)."""
+def aio_server(
+    engine: Engine, auth: TokenAuth, handler: BatchedLogHandler | None = None
+) -> grpc.aio.Server:
+    """The gRPC server of ``serve`` (also what benchmarks/grpc_stop.py measures).
+
+    With ``handler``, each RPC's line goes straight into its buffer.
+    """
     server = grpc.aio.server()
-    add_aio_servicers(server, engine, auth)
+    sink = None if handler is None else handler.write_line
+    add_aio_servicers(server, engine, auth, rpc_log=sink)
     return server
 
 
@@ -148,7 +159,7 @@ def serve(options: Options) -> int:
 async def _serve(
     options: Options, engine: Engine, auth: TokenAuth, handler: BatchedLogHandler
 ) -> int:
-    server = aio_server(engine, auth)
+    server = aio_server(engine, auth, handler)
     host, port = options.grpc
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

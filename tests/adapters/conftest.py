@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -58,11 +58,13 @@ class Grpc:
 
 
 @contextlib.contextmanager
-def grpc_server(kind: str, engine: Engine, auth: TokenAuth) -> Iterator[int]:
+def grpc_server(
+    kind: str, engine: Engine, auth: TokenAuth, rpc_log: Callable[[str], None] | None = None
+) -> Iterator[int]:
     """A started server of ``kind`` ("sync", "aio", "aio-offload") on 127.0.0.1; yields its port."""
     if kind == "sync":
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        add_servicers(server, engine, auth)
+        add_servicers(server, engine, auth, rpc_log=rpc_log)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         try:
@@ -76,7 +78,7 @@ def grpc_server(kind: str, engine: Engine, auth: TokenAuth) -> Iterator[int]:
 
     async def start() -> tuple[grpc.aio.Server, int]:
         aio = grpc.aio.server()
-        add_aio_servicers(aio, engine, auth, offload=kind == "aio-offload")
+        add_aio_servicers(aio, engine, auth, offload=kind == "aio-offload", rpc_log=rpc_log)
         bound = aio.add_insecure_port("127.0.0.1:0")
         await aio.start()
         return aio, bound
@@ -98,10 +100,12 @@ def new_engine() -> tuple[Engine, ManualClock]:
 
 
 @contextlib.contextmanager
-def connected(kind: str, engine: Engine, clock: ManualClock) -> Iterator[Grpc]:
+def connected(
+    kind: str, engine: Engine, clock: ManualClock, rpc_log: Callable[[str], None] | None = None
+) -> Iterator[Grpc]:
     """A server of ``kind`` over ``engine`` and a client with every generated stub."""
     with (
-        grpc_server(kind, engine, TokenAuth([USER], [AGENT])) as port,
+        grpc_server(kind, engine, TokenAuth([USER], [AGENT]), rpc_log) as port,
         grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
     ):
         yield Grpc(

@@ -28,7 +28,7 @@ from yandex.cloud.operation import operation_service_pb2
 from yandexcloud._operation_waiter import OperationWaiter
 
 from loadtest_core._auth import principal_of
-from tests.adapters.conftest import USER, Grpc
+from tests.adapters.conftest import USER, Grpc, connected, new_engine
 
 JS = job_service_pb2.ClaimJobStatusRequest
 SIG = job_service_pb2.JobSignalResponse
@@ -371,6 +371,29 @@ def test_one_json_log_line_per_rpc(api: Grpc, caplog: pytest.LogCaptureFixture) 
     for line in lines:
         assert set(line) == {"rpc", "code", "ms", "peer"}
         assert line["ms"] >= 0 and "127.0.0.1" in line["peer"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "aio"])
+def test_rpc_log_sink_takes_each_line_instead_of_logging(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With an rpc_log sink, each RPC's JSON line goes to the sink and none to logging."""
+    caplog.set_level(logging.INFO, logger="loadtest_core.grpc")
+    lines: list[str] = []
+    engine, clock = new_engine()
+    with connected(kind, engine, clock, rpc_log=lines.append) as api:
+        test_id = create(api, "nobody")
+        api.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=api.user())
+        code_of(lambda: api.tests.Get(test_service_pb2.GetTestRequest(test_id=test_id)))
+    parsed = [json.loads(line) for line in lines]
+    assert [(line["rpc"], line["code"]) for line in parsed] == [
+        ("TestService.Create", "OK"),
+        ("TestService.Stop", "OK"),
+        ("TestService.Get", "UNAUTHENTICATED"),
+    ]
+    assert all(set(line) == {"rpc", "code", "ms", "peer"} for line in parsed)
+    assert all("\n" not in line for line in lines)
+    assert not [r for r in caplog.records if r.name == "loadtest_core.grpc"]
 
 
 def test_created_by_is_the_principal_of_the_token(api: Grpc) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -145,3 +146,26 @@ def test_one_json_line_per_rpc_on_stderr(tmp_path: Path) -> None:
         ("TestService.Stop", "UNAUTHENTICATED"),
     ]
     assert all(line["peer"] and line["ms"] >= 0 for line in lines)
+
+
+def test_batched_handler_writes_rpc_lines_and_records_in_order_on_drain(tmp_path: Path) -> None:
+    """write_line and logged records share one buffer: nothing reaches the file before drain."""
+    from loadtest_core.server._serve import BatchedLogHandler
+
+    path = tmp_path / "log"
+    with path.open("w") as sink:
+        handler = BatchedLogHandler(sink.fileno())
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("loadtest_core.test_batched")
+        logger.propagate = False
+        logger.addHandler(handler)
+        try:
+            handler.write_line('{"rpc": "A"}')
+            logger.warning("between")
+            handler.write_line('{"rpc": "B"}')
+            assert path.read_text() == ""
+            handler.drain()
+            assert path.read_text().splitlines() == ['{"rpc": "A"}', "between", '{"rpc": "B"}']
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
