@@ -110,16 +110,9 @@ def floor(tests: int, repeat: int = 3) -> dict[str, Any]:
     import random
 
     from loadtest_core import Claim, Status, TestState, apply
+    from loadtest_core._status import EXECUTION
 
-    stages = [
-        Status.INITIATED,
-        Status.PREPARING,
-        Status.WAITING,
-        Status.RUNNING,
-        Status.FINISHING,
-        Status.POST_PROCESSING,
-        Status.DONE,
-    ]
+    stages = [*EXECUTION, Status.DONE]
     best = 0.0
     for _ in range(repeat):
         rng = random.Random(1)

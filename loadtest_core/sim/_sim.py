@@ -34,7 +34,7 @@ from loadtest_core import (
     TestSpec,
     check_state,
 )
-from loadtest_core._status import TERMINAL
+from loadtest_core._status import EXECUTION, TERMINAL
 from loadtest_core._table import Kind
 from loadtest_core.sim._scenario import Scenario
 
@@ -50,14 +50,7 @@ def _us(seconds: float) -> int:
     return round(seconds * US)
 
 
-_STAGES = (
-    Status.INITIATED,
-    Status.PREPARING,
-    Status.WAITING,
-    Status.RUNNING,
-    Status.FINISHING,
-    Status.POST_PROCESSING,
-)
+_STAGES = EXECUTION  # an agent claims each in turn
 
 _NAME: dict[Status | None, str] = {s: s.name for s in Status}
 _NAME[None] = "None"
