@@ -4,7 +4,7 @@ speed-up of --workers 2 over one worker, side by side in one invocation.
 Run: ``python benchmarks/simulate.py --tests 50000 --big 1000000 --json``
 (``--big 0`` skips the large run; ``--curve 2000,20000,200000`` adds the cost per
 test of one unsharded engine at those sizes). Every run uses the default scenario
-(agents = tests / 10, shard_size 5000, ticker at lost_after / 4) without
+(agents = tests / 10, the default shard_size, ticker at lost_after / 4) without
 continuous invariant checks; ``--check`` turns them on. ``--engine-only N`` records
 every engine call of one N-test shard and replays them on a fresh engine: the
 events/s of the engine alone, the ceiling for any simulator around it.
@@ -24,13 +24,16 @@ import time
 from typing import Any
 
 
-def _child(tests: int, workers: int, check: bool, shard_size: int = 5000) -> dict[str, Any]:
-    """Run one simulation in a fresh process; report its wall time and peak RSS."""
+def _child(tests: int, workers: int, check: bool, shard_size: int | None = None) -> dict[str, Any]:
+    """Run one simulation in a fresh process; report its wall time and peak RSS.
+
+    ``shard_size`` None keeps the scenario's default.
+    """
+    size = "" if shard_size is None else f", shard_size={shard_size}"
     code = (
         "import json, resource, sys, time\n"
         "from loadtest_core.sim import Scenario, simulate\n"
-        f"sc = Scenario(tests={tests}, agents=max(1, {tests} // 10), seed=1,"
-        f" shard_size={shard_size})\n"
+        f"sc = Scenario(tests={tests}, agents=max(1, {tests} // 10), seed=1{size})\n"
         "t0 = time.perf_counter()\n"
         f"m = simulate(sc, workers={workers}, check={check})\n"
         "wall = time.perf_counter() - t0\n"
@@ -145,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="continuous invariant checks on")
     ap.add_argument("--engine-only", type=int, default=0, help="tests of the replayed shard")
     ap.add_argument("--floor", type=int, default=0, help="tests of the engine-less floor")
+    ap.add_argument(
+        "--shard-sizes", default="", help="comma-separated shard sizes for the --tests run"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     one = _child(args.tests, 1, args.check)
@@ -165,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(n) for n in args.curve.split(",")]
         result["unsharded_us_per_test"] = {
             n: _child(n, 1, args.check, shard_size=n)["us_per_test"] for n in sizes
+        }
+    if args.shard_sizes:
+        sizes = [int(n) for n in args.shard_sizes.split(",")]
+        result["events_per_s_by_shard_size"] = {
+            n: _child(args.tests, 1, args.check, shard_size=n)["events_per_s"] for n in sizes
         }
     if args.engine_only:
         result["engine_only"] = engine_only(args.engine_only)

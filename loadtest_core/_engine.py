@@ -149,6 +149,9 @@ class Job:
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 
 
+_new_tuple = tuple.__new__
+
+
 def _check_id(value: object, field: str) -> None:
     """Ids are 1-128 characters of letters, digits and ``._:-``; anything else is malformed."""
     if not isinstance(value, str) or not value:
@@ -326,18 +329,21 @@ class Engine:
         if extra:
             payload.update(extra)
         version = before.version + 1 if outcome.kind is Kind.ACCEPTED else before.version
-        return LogRecord(
-            0,
-            before.id,
-            now,
-            event.actor,
-            event.trigger,
-            payload,
-            outcome.status,
-            outcome.to,
-            outcome.kind,
-            outcome.reason,
-            version,
+        return _new_tuple(  # LogRecord(...) without its Python-level __new__: once per event
+            LogRecord,
+            (
+                0,
+                before.id,
+                now,
+                event.actor,
+                event.trigger,
+                payload,
+                outcome.status,
+                outcome.to,
+                outcome.kind,
+                outcome.reason,
+                version,
+            ),
         )
 
     def _command(
@@ -393,10 +399,9 @@ class Engine:
                     ops = tuple(_stop_operations(current, after, event, now, pending, extra))
                     stop_op = next((op for op in ops if op.test_id == test_id), None)
                 record = self._record(current, event, outcome, now, extra)
+                change = (test_id, current.version, after, after is None, ops, (record,))
                 try:
-                    store.commit(
-                        Commit(test_id, current.version, after, after is None, ops, (record,))
-                    )
+                    store.commit(_new_tuple(Commit, change))
                 except VersionConflict:
                     current = None
                     continue
@@ -632,7 +637,9 @@ class Engine:
 
     def _touch(self, test_id: str, agent_id: str, now: float) -> TestState:
         """Job-scoped contact at ``now``: refresh liveness; a LOST test recovers."""
-        state = self._get(test_id)
+        state = self.store.get_test(test_id) if type(test_id) is str else None
+        if state is None:
+            state = self._get(test_id)  # raises the right error
         owner = state.assigned_agent_id or self._lease.get(state.id)
         if owner == agent_id:
             self._contact[test_id] = now

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-probability", type=float, help="share of tests a user stops")
     p.add_argument("--horizon", type=float, help="simulated seconds before giving up")
     p.add_argument(
-        "--shard-size", type=int, help="tests per independent shard (default 5000; see docs)"
+        "--shard-size", type=int, help="tests per independent shard (default 1000; see docs)"
     )
     for fault in FAULTS:
         p.add_argument(f"--{fault}", type=float, metavar="P", help=f"per-test {fault} probability")

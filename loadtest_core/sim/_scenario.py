@@ -100,7 +100,7 @@ class Scenario(_Strict):
     horizon: float = Field(7 * 86400.0, gt=0, description="simulated seconds before giving up")
     full_polling: bool = Field(False, description="simulate every poll (slow; for checks)")
     shard_size: int = Field(
-        5000,
+        1000,
         ge=1,
         description="tests per shard: an independent engine with its share of the agents",
     )
