@@ -1,0 +1,92 @@
+"""Every benchmark still runs end to end on tiny inputs and prints the JSON the docs quote.
+
+Figures are never asserted here (they belong to docs/performance.md); only that
+each script works and reports what it claims to measure.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_core_benchmark_compares_the_three_drivers() -> None:
+    """core.py reports the core, the naive transitions driver and the dict-loop floor."""
+    r = run("core.py", "--tests", "300", "--repeat", "1")
+    assert r["tests"] == 300 and r["events"] > 300
+    assert r["core_events_per_s"] > 0 and r["transitions_naive_events_per_s"] > 0
+    assert r["dict_loop_events_per_s"] > 0 and r["bytes_per_test"] > 0
+
+
+def test_engine_benchmark_measures_both_stores_and_the_list_page() -> None:
+    """engine.py reports memory and SQLite event rates and the first List page of each."""
+    r = run("engine.py", "--tests", "100", "--repeat", "1")
+    assert r["memory_events_per_s"] > 0 and r["sqlite_events_per_s"] > 0
+    assert set(r["list_first_page"]) == {"memory", "sqlite"}
+
+
+def test_http_benchmark_serves_every_request() -> None:
+    """http_stop.py sends the requests it was asked for and reports their percentiles."""
+    r = run("http_stop.py", "--requests", "100")
+    assert r["requests"] == 100 and r["clients"] == 32
+    assert 0 < r["p50_ms"] <= r["p99_ms"]
+
+
+def test_grpc_benchmark_runs_serve_and_the_floor_side_by_side() -> None:
+    """grpc_stop.py measures serve's server and the floor, and serve logs one line per RPC."""
+    stops, rounds = 40, 2
+    r = run("grpc_stop.py", "--floor", "--stops", str(stops), "--rounds", str(rounds))
+    for result in (r, r["floor"]):
+        assert result["c1"]["clients"] == 1 and result["c32"]["clients"] == 32
+        assert 0 < result["c32"]["p50_ms"] <= result["c32"]["p99_ms"]
+    assert r["rpc_log_lines"] == 2 * stops * rounds  # both levels, warm-ups included
+
+
+def test_simulation_benchmark_reports_every_comparison() -> None:
+    """simulate.py keeps the hash across worker counts and reports engine-only, floor and sizes."""
+    r = run(
+        "simulate.py",
+        *("--tests", "300", "--big", "0", "--curve", "100", "--engine-only", "200"),
+        *("--floor", "200", "--shard-sizes", "100,300"),
+    )
+    assert r["same_hash_any_workers"] is True
+    assert r["one_worker"]["violations"] == 0 and r["one_worker"]["stuck"] == 0
+    assert set(r["events_per_s_by_shard_size"]) == {"100", "300"}
+    assert set(r["unsharded_us_per_test"]) == {"100"}
+    assert r["engine_only"]["engine_calls"] > r["engine_only"]["tests"]
+    assert r["floor"]["events"] == 200 * 7
+
+
+@pytest.mark.parametrize(
+    "script", ["core.py", "engine.py", "grpc_stop.py", "http_stop.py", "simulate.py"]
+)
+def test_every_benchmark_has_a_json_flag(script: str) -> None:
+    """Each benchmark documents --json in its help."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "--json" in out.stdout
