@@ -46,7 +46,11 @@ def principal_of(token: bytes | None) -> str:
     """A stable, non-secret name for whoever holds a token (``created_by`` of tests and stops)."""
     if not token:
         return "anonymous"
-    return "token:" + hashlib.sha256(token).hexdigest()[:12]
+    return _principal(_digest(token))
+
+
+def _principal(digest: bytes) -> str:
+    return "token:" + digest.hex()[:12]
 
 
 class TokenAuth:
@@ -105,4 +109,4 @@ class TokenAuth:
             raise Unauthenticated("missing or invalid bearer token")
         if granted is not role:
             raise PermissionDenied(f"a {granted.value} token cannot call {role.value} methods")
-        return "token:" + digest.hex()[:12]
+        return _principal(digest)

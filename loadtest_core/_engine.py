@@ -50,7 +50,7 @@ from loadtest_core._query import Filter, parse_agent_filter, parse_test_filter
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
 from loadtest_core._snapshot import operation_model, test_data, test_model
 from loadtest_core._status import ACTIVE, TERMINAL, Status
-from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict
+from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict, _new_tuple
 from loadtest_core._table import Kind
 
 __all__ = ["AgentStatus", "Engine", "Job", "Policies", "Signal", "SignalKind"]
@@ -147,9 +147,6 @@ class Job:
 
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
-
-
-_new_tuple = tuple.__new__
 
 
 def _check_id(value: object, field: str) -> None:
@@ -637,9 +634,7 @@ class Engine:
 
     def _touch(self, test_id: str, agent_id: str, now: float) -> TestState:
         """Job-scoped contact at ``now``: refresh liveness; a LOST test recovers."""
-        state = self.store.get_test(test_id) if type(test_id) is str else None
-        if state is None:
-            state = self._get(test_id)  # raises the right error
+        state = self._get(test_id)
         owner = state.assigned_agent_id or self._lease.get(state.id)
         if owner == agent_id:
             self._contact[test_id] = now
