@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from loadtest_core._auth import Role, TokenAuth
 from loadtest_core._clock import Clock, ManualClock, SystemClock
-from loadtest_core._engine import AgentStatus, Engine, Job, Policies, Signal, SignalKind
+from loadtest_core._engine import Engine, Listener, Signal
 from loadtest_core._errors import (
     Aborted,
     InvalidArgument,
@@ -23,6 +23,7 @@ from loadtest_core._errors import (
     Unsupported,
 )
 from loadtest_core._invariants import Violation, check_operation, check_state, check_step
+from loadtest_core._jobs import Job
 from loadtest_core._lifecycle import (
     AgentError,
     Claim,
@@ -55,12 +56,21 @@ from loadtest_core._models import (
     Test,
     TestSpec,
 )
+from loadtest_core._policies import Policies
 from loadtest_core._query import Filter, parse_agent_filter, parse_test_filter
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
 from loadtest_core._sqlite import SqliteStore
-from loadtest_core._status import ACTIVE, EXECUTION, EXECUTION_RANK, TERMINAL, Status
+from loadtest_core._status import (
+    ACTIVE,
+    EXECUTION,
+    EXECUTION_RANK,
+    FINISHED,
+    TERMINAL,
+    AgentStatus,
+    Status,
+)
 from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict
-from loadtest_core._table import Kind, Trigger
+from loadtest_core._table import Kind, SignalKind, Trigger
 
 __version__ = "0.1.0"
 
@@ -83,6 +93,7 @@ __all__ = [
     "Engine",
     "Event",
     "Expire",
+    "FINISHED",
     "FilePointer",
     "Filter",
     "Imbalance",
@@ -90,6 +101,7 @@ __all__ = [
     "InvalidArgument",
     "Job",
     "Kind",
+    "Listener",
     "LoadtestError",
     "LogRecord",
     "Lose",

@@ -1,24 +1,26 @@
 """The one error tree of loadtest_core.
 
-Every error carries the gRPC code name and HTTP status an adapter should
-answer with, so adapters map errors in a single table instead of guessing::
+Every error the library raises on purpose is a :class:`LoadtestError`::
 
-    LoadtestError                    INTERNAL             500
-    ├── InvalidArgument              INVALID_ARGUMENT     400   bad input, names the field
-    │   └── Unsupported              INVALID_ARGUMENT     400   valid but not supported yet
-    ├── NotFound                     NOT_FOUND            404   unknown test, job, operation
-    ├── Unauthenticated              UNAUTHENTICATED      401   missing or wrong credentials
-    ├── PermissionDenied             PERMISSION_DENIED    403   right credentials, wrong side
-    ├── Rejected                     FAILED_PRECONDITION  409   the lifecycle refused the event
-    ├── Aborted                      ABORTED              409   concurrent updates won
-    └── StoreError                   INTERNAL             500   the store failed; nothing written
+    LoadtestError                    the root; anything unexpected
+    ├── InvalidArgument              bad input, names the field
+    │   └── Unsupported              valid but not supported yet (a multitest)
+    ├── NotFound                     unknown test, job, operation, agent
+    ├── Unauthenticated              missing or wrong credentials
+    ├── PermissionDenied             right credentials, wrong side
+    ├── Rejected                     the lifecycle refused the event (carries the outcome)
+    ├── Aborted                      concurrent updates won every retry
+    └── StoreError                   the store failed; nothing was written
+        └── VersionConflict          (in ``_store``) a compare-and-set lost its race
 
-Error codes are plain strings so the core imports no gRPC package.
+The core knows no wire: each adapter maps these classes to its own codes in
+one table (``loadtest_core.grpc._mapping.ERROR_CODES``, the HTTP adapter's
+``ERROR_STATUS``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from loadtest_core._lifecycle import Outcome
@@ -39,10 +41,6 @@ __all__ = [
 class LoadtestError(Exception):
     """Root of every error the library raises on purpose."""
 
-    grpc_code: ClassVar[str] = "INTERNAL"
-    http_status: ClassVar[int] = 500
-    reason: ClassVar[str] = "INTERNAL"
-
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -50,10 +48,6 @@ class LoadtestError(Exception):
 
 class InvalidArgument(LoadtestError):
     """Input that can never be accepted; ``field`` names what was wrong."""
-
-    grpc_code = "INVALID_ARGUMENT"
-    http_status = 400
-    reason = "INVALID_ARGUMENT"
 
     def __init__(self, message: str, *, field: str = "") -> None:
         super().__init__(message)
@@ -63,33 +57,21 @@ class InvalidArgument(LoadtestError):
 class Unsupported(InvalidArgument):
     """Well-formed input for a feature this version does not implement (multitests)."""
 
-    reason = "UNSUPPORTED"
-
 
 class NotFound(LoadtestError):
-    grpc_code = "NOT_FOUND"
-    http_status = 404
-    reason = "NOT_FOUND"
+    """An id that names nothing stored."""
 
 
 class Unauthenticated(LoadtestError):
-    grpc_code = "UNAUTHENTICATED"
-    http_status = 401
-    reason = "UNAUTHENTICATED"
+    """Missing or wrong credentials."""
 
 
 class PermissionDenied(LoadtestError):
-    grpc_code = "PERMISSION_DENIED"
-    http_status = 403
-    reason = "PERMISSION_DENIED"
+    """Valid credentials for the other side (a user token on an agent call, or another agent's)."""
 
 
 class Rejected(LoadtestError):
     """The lifecycle refused an event as a conflict; carries the typed outcome."""
-
-    grpc_code = "FAILED_PRECONDITION"
-    http_status = 409
-    reason = "FAILED_PRECONDITION"
 
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.describe())
@@ -97,12 +79,8 @@ class Rejected(LoadtestError):
 
 
 class Aborted(LoadtestError):
-    grpc_code = "ABORTED"
-    http_status = 409
-    reason = "ABORTED"
+    """Concurrent updates won every compare-and-set retry; the caller may try again."""
 
 
 class StoreError(LoadtestError):
-    grpc_code = "INTERNAL"
-    http_status = 500
-    reason = "STORE_ERROR"
+    """The store failed; the change was not written."""

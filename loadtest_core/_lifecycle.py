@@ -9,11 +9,21 @@ a dict lookup and a few attribute writes; rejections return a prebuilt
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 from loadtest_core._machine import REMOVED, build_machine
-from loadtest_core._status import ACTIVE, TERMINAL, Status
-from loadtest_core._table import PHASES, RULES, Kind, Phase, Trigger, claim_trigger
+from loadtest_core._status import ACTIVE, FINISHED, Status
+from loadtest_core._table import (
+    AGENT_TRIGGERS,
+    NOT_HOLDER,
+    PHASES,
+    RULES,
+    Kind,
+    Phase,
+    Trigger,
+    claim_trigger,
+)
 
 __all__ = [
     "AgentError",
@@ -31,7 +41,6 @@ __all__ = [
     "apply",
 ]
 
-_FINISHED = TERMINAL | {Status.DELETING}
 _CLAIM_TRIGGER: dict[Status, str] = {s: t.value for t in Trigger if (s := t.claimed) is not None}
 DEFAULT_FAILED_ERROR = "the agent reported FAILED without an error text"
 
@@ -214,11 +223,39 @@ class TestState:
 
     Times are float seconds since the epoch from the engine's clock. ``spec`` is
     whatever immutable creation data the embedder attaches; the lifecycle never
-    reads it.
+    reads it. A store may hand over the spec as JSON text instead (``spec_json``):
+    it is parsed on first read, so commands that never look at it never pay.
+
+    Besides the lifecycle fields (``fields()``, what the event log replays),
+    a stored test carries its liveness, which decides outcomes but is not an
+    event: ``holder`` (the agent its job was handed to), ``contact_at`` (the
+    last recorded contact), ``entered_at`` (when it entered its status),
+    ``due_at`` (when its deadline is next looked at) and ``stamp`` (the row's
+    write counter, the compare-and-set key of every write).
     """
 
     __test__ = False  # not a pytest class
     __slots__ = (
+        "_spec",
+        "_spec_json",
+        "assigned_agent_id",
+        "contact_at",
+        "created_at",
+        "created_by",
+        "due_at",
+        "entered_at",
+        "error",
+        "finished_at",
+        "holder",
+        "id",
+        "imbalance",
+        "phase",
+        "rank",
+        "stamp",
+        "started_at",
+        "version",
+    )
+    _LIFECYCLE = (
         "assigned_agent_id",
         "created_at",
         "created_by",
@@ -228,7 +265,6 @@ class TestState:
         "imbalance",
         "phase",
         "rank",
-        "spec",
         "started_at",
         "version",
     )
@@ -245,7 +281,38 @@ class TestState:
         self.imbalance: tuple[float, int, str] | None = None
         self.assigned_agent_id: str | None = None
         self.rank = 0
-        self.spec = spec
+        self._spec = spec
+        self._spec_json: str | None = None
+        self.holder: str | None = None
+        self.contact_at = created_at
+        self.entered_at = created_at
+        self.due_at: float | None = None
+        self.stamp = 0
+
+    @property
+    def spec(self) -> Any:
+        spec = self._spec
+        if spec is None and self._spec_json is not None:
+            from loadtest_core._models import TestSpec
+
+            spec = self._spec = TestSpec.from_data(json.loads(self._spec_json))
+        return spec
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        self._spec, self._spec_json = value, None
+
+    @property
+    def spec_json(self) -> str | None:
+        """The spec as compact JSON (what a store keeps), built on first read."""
+        text = self._spec_json
+        if text is None and self._spec is not None:
+            text = self._spec_json = json.dumps(self._spec.to_data(), separators=(",", ":"))
+        return text
+
+    @spec_json.setter
+    def spec_json(self, value: str | None) -> None:
+        self._spec, self._spec_json = None, value
 
     @property
     def status(self) -> Status:
@@ -255,18 +322,26 @@ class TestState:
     def is_finished(self) -> bool:
         return self.finished_at is not None
 
+    @property
+    def owner(self) -> str | None:
+        """Who holds the job: the assigned agent, else the agent it was handed out to."""
+        return self.assigned_agent_id or self.holder
+
     def copy(self) -> TestState:
         new = TestState.__new__(TestState)
         new.id, new.phase, new.version = self.id, self.phase, self.version
         new.created_at, new.created_by = self.created_at, self.created_by
         new.started_at, new.finished_at = self.started_at, self.finished_at
         new.error, new.imbalance = self.error, self.imbalance
-        new.assigned_agent_id, new.rank, new.spec = self.assigned_agent_id, self.rank, self.spec
+        new.assigned_agent_id, new.rank = self.assigned_agent_id, self.rank
+        new._spec, new._spec_json = self._spec, self._spec_json
+        new.holder, new.contact_at, new.due_at = self.holder, self.contact_at, self.due_at
+        new.entered_at, new.stamp = self.entered_at, self.stamp
         return new
 
     def fields(self) -> dict[str, Any]:
-        """Every lifecycle field by name, for equality checks and the event log."""
-        return {name: getattr(self, name) for name in TestState.__slots__ if name != "spec"}
+        """Every lifecycle field by name: what replay reproduces and invariants compare."""
+        return {name: getattr(self, name) for name in TestState._LIFECYCLE}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TestState) and self.fields() == other.fields()
@@ -284,7 +359,7 @@ class _Compiled(NamedTuple):
     kind: Kind
     dest: Phase | None
     outcome: Outcome
-    wrong_agent: Outcome
+    wrong_agent: Outcome | None
     starts: bool
     finishes: bool
     fails: bool
@@ -316,21 +391,17 @@ def _compile() -> dict[str, dict[str, _Compiled]]:
             kind=rule.kind,
             dest=dest,
             outcome=Outcome(rule.kind, rule.trigger.value, src.status, to, rule.reason),
-            wrong_agent=Outcome(
-                Kind.CONFLICT,
-                rule.trigger.value,
-                src.status,
-                src.status,
-                "the job belongs to another agent",
-            ),
+            wrong_agent=None
+            if rule.trigger not in AGENT_TRIGGERS
+            else Outcome(NOT_HOLDER[0], rule.trigger.value, src.status, src.status, NOT_HOLDER[1]),
             starts=accepted
             and dest is not None
             and src.status is Status.CREATED
             and dest.status in ACTIVE,
             finishes=accepted
             and dest is not None
-            and dest.status in _FINISHED
-            and src.status not in _FINISHED,
+            and dest.status in FINISHED
+            and src.status not in FINISHED,
             fails=accepted and dest is not None and dest.status is Status.FAILED,
         )
     assert not dest_of, dest_of
@@ -344,13 +415,12 @@ _IMBALANCE = Trigger.IMBALANCE.value
 def apply(state: TestState, event: Event, now: float) -> Outcome:
     """Apply ``event`` at time ``now``; a rejected event changes nothing."""
     entry = COMPILED[state.phase.name][event.trigger]
+    wrong = entry.wrong_agent
     agent = event.agent_id
-    if (
-        agent is not None
-        and state.assigned_agent_id is not None
-        and agent != state.assigned_agent_id
-    ):
-        return entry.wrong_agent
+    if wrong is not None:
+        owner = state.assigned_agent_id or state.holder
+        if owner is not None and agent != owner:
+            return wrong
     if entry.kind is not Kind.ACCEPTED:
         return entry.outcome
     dest = entry.dest

@@ -31,6 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from loadtest_core._errors import InvalidArgument
 from loadtest_core._status import Status
+from loadtest_core._time import format_datetime
 
 __all__ = [
     "AgentSelector",
@@ -86,12 +87,14 @@ def _timestamp(value: object) -> datetime:
         raise ValueError("must be an RFC 3339 timestamp string")
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError("must carry a time zone")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 0001-9999 in UTC") from None
 
 
 def _format_timestamp(dt: datetime) -> str:
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if dt.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return dt.astimezone(UTC).strftime(fmt)
+    return format_datetime(dt)
 
 
 Int64 = Annotated[
@@ -282,6 +285,26 @@ class TestSpec(Message):
     configurations: tuple[SingleAgentConfiguration, ...] = ()
     details: Details | None = None
     folder_id: Str = ""
+
+    def selector_key(self) -> tuple[str, str]:
+        """``(kind, value)`` of the agent selector: how stores index pending jobs.
+
+        ``("agent", id)``, ``("anonymous", "")``, ``("filter", text)``, or
+        ``("none", "")`` for a spec without one (the engine refuses those).
+        """
+        selector = self.configurations[0].agent_selector if self.configurations else None
+        which = None if selector is None else selector.which_oneof("agent")
+        if selector is None or which is None:
+            return ("none", "")
+        if which == "agent_id":
+            return ("agent", selector.agent_id or "")
+        if which == "anonymous_agent":
+            return ("anonymous", "")
+        return ("filter", selector.match_by_filter or "")
+
+    def tag_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The ``(key, value)`` tags, what ``tests_with_tag`` looks up."""
+        return () if self.details is None else tuple((t.key, t.value) for t in self.details.tags)
 
 
 class StopTestMetadata(Message):

@@ -80,6 +80,11 @@ class Filter:
     def fields(self) -> frozenset[str]:
         return frozenset(c.field for c in self._clauses)
 
+    @property
+    def clauses(self) -> tuple[tuple[str, str, tuple[Any, ...]], ...]:
+        """``(field, operator, values)`` of each clause, all of which must hold."""
+        return tuple((c.field, c.op, c.values) for c in self._clauses)
+
     def matches(self, lookup: Callable[[str], object]) -> bool:
         return all(p(lookup) for p in self._predicates)
 
@@ -174,7 +179,10 @@ def _value(kind: str, token: tuple[str, str, int]) -> object:
             raise _bad(f"bad timestamp {text!r}", pos) from None
         if dt.tzinfo is None:
             raise _bad(f"timestamp {text!r} needs a time zone", pos)
-        return dt.timestamp()
+        try:
+            return dt.astimezone(UTC).timestamp()
+        except OverflowError:
+            raise _bad(f"timestamp {text!r} is outside the years 0001-9999 in UTC", pos) from None
     return text
 
 

@@ -99,13 +99,20 @@ class StopOperation:
 
 @dataclass(frozen=True, slots=True)
 class AgentRecord:
-    """A registered agent: what ``match_by_filter`` selectors are matched against."""
+    """A registered agent: what ``match_by_filter`` selectors are matched against.
+
+    ``seen_at`` is its last recorded sign of life (any heartbeat or job call:
+    what keeps a hand-out's lease), ``owner`` the principal of the token it
+    registered with.
+    """
 
     id: str
     name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     registered_at: float = 0.0
     folder_id: str = ""
+    seen_at: float = 0.0
+    owner: str = ""
 
     def lookup(self, name: str) -> object:
         if name == "id":
@@ -123,6 +130,8 @@ class AgentRecord:
             "labels": dict(self.labels),
             "registered_at": self.registered_at,
             "folder_id": self.folder_id,
+            "seen_at": self.seen_at,
+            "owner": self.owner,
         }
 
     @classmethod
@@ -133,4 +142,6 @@ class AgentRecord:
             labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
             registered_at=float(data.get("registered_at", 0.0)),
             folder_id=str(data.get("folder_id", "")),
+            seen_at=float(data.get("seen_at", 0.0)),
+            owner=str(data.get("owner", "")),
         )

@@ -8,19 +8,12 @@ from typing import TYPE_CHECKING, Any
 from loadtest_core._lifecycle import TestState
 from loadtest_core._models import ImbalancePoint, Operation, StopTestMetadata, Summary, Test
 from loadtest_core._records import StopOperation
+from loadtest_core._time import format_time
 
 if TYPE_CHECKING:
     from loadtest_core._models import TestSpec
 
 __all__ = ["format_time", "operation_data", "operation_model", "test_data", "test_model"]
-
-
-def format_time(t: float) -> str:
-    """RFC 3339 UTC with a ``Z``; microseconds only when non-zero."""
-    dt = datetime.fromtimestamp(t, UTC)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_data(state: TestState) -> dict[str, Any]:

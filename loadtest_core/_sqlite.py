@@ -6,6 +6,11 @@ event-log rows and operation updates commit together or not at all. With
 ``synchronous=NORMAL`` (the default) a committed transaction survives a crash
 of the process (``kill -9``); ``FULL`` also survives power loss. The schema is
 versioned in ``meta``; ``MIGRATIONS`` are applied in order when a file opens.
+
+Several processes may share one file (replicas on one machine): every write
+is a compare-and-set on the row's ``stamp``, and SQLite serialises writers.
+A writer holding the file's lock delays other writers (up to the busy
+timeout), never readers (WAL).
 """
 
 from __future__ import annotations
@@ -14,15 +19,29 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from loadtest_core._errors import StoreError
 from loadtest_core._lifecycle import TestState
+from loadtest_core._models import TestSpec
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
-from loadtest_core._status import Status
-from loadtest_core._store import Commit, VersionConflict
-from loadtest_core._table import PHASES, Kind
+from loadtest_core._rows import (
+    ACTIVE_VALUES,
+    INSERT_COLUMNS,
+    TEST_COLUMNS,
+    UPDATE_SET,
+    insert_row,
+    op_body,
+    op_from,
+    record_from,
+    record_row,
+    state_from,
+    update_row,
+)
+from loadtest_core._status import ACTIVE, Status
+from loadtest_core._store import Commit, Key, VersionConflict
+from loadtest_core._table import DEADLINES, PHASES
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
@@ -69,6 +88,31 @@ CREATE TABLE agents (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
+_V2 = """
+ALTER TABLE tests ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tests ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tests ADD COLUMN holder TEXT;
+ALTER TABLE tests ADD COLUMN contact_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE tests ADD COLUMN entered_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE tests ADD COLUMN due_at REAL;
+ALTER TABLE tests ADD COLUMN sel_kind TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE tests ADD COLUMN sel_value TEXT NOT NULL DEFAULT '';
+CREATE TABLE test_tags (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    test_id TEXT NOT NULL,
+    PRIMARY KEY (key, value, created_at, test_id)
+) WITHOUT ROWID;
+CREATE INDEX test_tags_test ON test_tags (test_id);
+CREATE INDEX tests_due ON tests (due_at, id) WHERE due_at IS NOT NULL;
+CREATE INDEX tests_pending ON tests (sel_kind, sel_value, created_at, id) WHERE status = 1;
+CREATE INDEX tests_status ON tests (status, created_at, id);
+CREATE INDEX tests_agent ON tests (assigned_agent_id)
+    WHERE finished_at IS NULL AND assigned_agent_id IS NOT NULL
+"""
+
+
 def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     """A migration running ``script`` statement by statement, inside the caller's transaction."""
 
@@ -80,91 +124,71 @@ def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     return run
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_statements(_V1)]
+def _v2(db: sqlite3.Connection) -> None:
+    """Liveness and index columns, every existing row filled in from what it already holds.
+
+    An active test gets a full ``lost_after`` of grace from the upgrade: its
+    contact is the upgrade's time and its deadline is looked at on the first tick.
+    """
+    _statements(_V2)(db)
+    now = time.time()
+    rows = db.execute(
+        "SELECT id, phase, version, created_at, started_at, finished_at, spec FROM tests"
+    ).fetchall()
+    for test_id, phase_name, version, created, started, finished, spec in rows:
+        status = PHASES[phase_name].status
+        kind, value = ("none", "")
+        tags: tuple[tuple[str, str], ...] = ()
+        if spec is not None:
+            parsed = TestSpec.from_data(json.loads(spec))
+            kind, value = parsed.selector_key()
+            tags = parsed.tag_pairs()
+        contact = now if status in ACTIVE else (started or created)
+        entered = finished or started or created
+        looks = DEADLINES[status] is not None and status is not Status.CREATED
+        db.execute(
+            "UPDATE tests SET stamp=?, status=?, contact_at=?, entered_at=?, due_at=?, "
+            "sel_kind=?, sel_value=? WHERE id=?",
+            (version, status.value, contact, entered, now if looks else None, kind, value, test_id),
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO test_tags (key, value, created_at, test_id) VALUES (?,?,?,?)",
+            [(k, v, created, test_id) for k, v in tags],
+        )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_statements(_V1), _v2]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``."""
 
-_TEST_COLUMNS = (
-    "id, phase, version, created_at, created_by, started_at, finished_at, error, "
-    "imbalance_at, imbalance_rps, imbalance_comment, assigned_agent_id, rank, spec"
+_SELECT = f"SELECT {TEST_COLUMNS} FROM tests"
+_INSERT = f"INSERT INTO tests ({INSERT_COLUMNS}) VALUES ({','.join('?' * 22)})"
+_UPDATE = f"UPDATE tests SET {UPDATE_SET.format(p='?')} WHERE id=? AND stamp=?"
+_INSERT_EVENT = (
+    "INSERT INTO events (test_id, at, actor, event, payload, from_status, to_status, "
+    "outcome, reason, version) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
-
-
-def _test_row(s: TestState) -> tuple[Any, ...]:
-    imb = s.imbalance or (None, None, None)
-    spec = None if s.spec is None else json.dumps(s.spec.to_data(), separators=(",", ":"))
-    return (
-        s.id,
-        s.phase.name,
-        s.version,
-        s.created_at,
-        s.created_by,
-        s.started_at,
-        s.finished_at,
-        s.error,
-        imb[0],
-        imb[1],
-        imb[2],
-        s.assigned_agent_id,
-        s.rank,
-        spec,
-    )
-
-
-def _op_body(op: StopOperation) -> str:
-    return json.dumps(
-        {
-            "created_at": op.created_at,
-            "created_by": op.created_by,
-            "modified_at": op.modified_at,
-            "error": None if op.error is None else list(op.error),
-            "response": op.response,
-            "description": op.description,
-        },
-        separators=(",", ":"),
-    )
-
-
-def _op_from(op_id: str, test_id: str, done: int, body: str) -> StopOperation:
-    d = json.loads(body)
-    error = d["error"]
-    return StopOperation(
-        op_id,
-        test_id,
-        d["created_at"],
-        d["created_by"],
-        d["modified_at"],
-        bool(done),
-        None if error is None else (int(error[0]), str(error[1])),
-        d["response"],
-        d["description"],
-    )
-
-
-def _record_row(r: LogRecord) -> tuple[Any, ...]:
-    return (
-        r.test_id,
-        r.at,
-        r.actor,
-        r.event,
-        json.dumps(r.payload, separators=(",", ":"), sort_keys=True),
-        None if r.from_status is None else r.from_status.name,
-        None if r.to_status is None else r.to_status.name,
-        r.outcome.value,
-        r.reason,
-        r.version,
-    )
+_EVENT_COLUMNS = (
+    "seq, test_id, at, actor, event, payload, from_status, to_status, outcome, reason, version"
+)
 
 
 class SqliteStore:
     """The durable store (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 10.0,
+    ) -> None:
         if str(path) == ":memory:":
             raise ValueError("SqliteStore needs a file; use MemoryStore for an in-memory store")
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
         self.path = os.fspath(path)
         self._synchronous = synchronous
+        self._busy_ms = int(busy_timeout * 1000)
         self._local = threading.local()
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._all_lock = threading.Lock()
@@ -177,11 +201,14 @@ class SqliteStore:
         if db is None:
             try:
                 db = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_ms / 1000,
                 )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self._synchronous}")
-                db.execute("PRAGMA busy_timeout=10000")
+                db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open {self.path}: {exc}") from exc
             self._local.db = db
@@ -193,6 +220,12 @@ class SqliteStore:
                         del self._all[thread]
                 self._all[threading.current_thread()] = db
         return db
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._db().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}") from exc
 
     def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``work`` in one BEGIN IMMEDIATE transaction; roll back on any error."""
@@ -231,149 +264,176 @@ class SqliteStore:
 
     @property
     def schema_version(self) -> int:
-        row = self._db().execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return int(row[0])
+        value = self._read("SELECT value FROM meta WHERE key='schema_version'")[0][0]
+        return int(str(value))
 
     # --- tests ------------------------------------------------------------------
 
-    @staticmethod
-    def _state(row: tuple[Any, ...]) -> TestState:
-        from loadtest_core._models import TestSpec
-
-        s = TestState.__new__(TestState)
-        (
-            s.id,
-            phase,
-            s.version,
-            s.created_at,
-            s.created_by,
-            s.started_at,
-            s.finished_at,
-            s.error,
-            imb_at,
-            imb_rps,
-            imb_comment,
-            s.assigned_agent_id,
-            s.rank,
-            spec,
-        ) = row
-        s.phase = PHASES[phase]
-        s.imbalance = None if imb_at is None else (imb_at, imb_rps, imb_comment)
-        s.spec = None if spec is None else TestSpec.from_data(json.loads(spec))
-        return s
-
     def get_test(self, test_id: str) -> TestState | None:
-        row = (
-            self._db()
-            .execute(f"SELECT {_TEST_COLUMNS} FROM tests WHERE id = ?", (test_id,))
-            .fetchone()
-        )
-        return None if row is None else self._state(row)
+        rows = self._read(f"{_SELECT} WHERE id = ?", (test_id,))
+        return state_from(rows[0]) if rows else None
 
     def iter_tests(self) -> Iterator[TestState]:
-        rows = self._db().execute(f"SELECT {_TEST_COLUMNS} FROM tests").fetchall()
-        return (self._state(r) for r in rows)
+        return (state_from(r) for r in self._read(_SELECT))
 
-    def iter_tests_newest(self, before: tuple[float, str] | None = None) -> Iterator[TestState]:
-        db, key, chunk = self._db(), before, 64
-        while True:  # keyset pages over the (created_at, id) index, growing as they are read
+    def iter_tests_newest(
+        self,
+        before: Key | None = None,
+        *,
+        statuses: frozenset[Status] | None = None,
+        tag: tuple[str, str] | None = None,
+    ) -> Iterator[TestState]:
+        if tag is not None:
+            yield from self._tagged_newest(before, statuses, tag)
+            return
+        where, params = "", ()  # type: tuple[str, tuple[object, ...]]
+        if statuses is not None:
+            where = f"status IN ({','.join(str(s.value) for s in statuses)}) AND "
+        key, chunk = before, 64
+        while True:  # keyset pages over an index, growing as they are read
             if key is None:
-                sql = f"SELECT {_TEST_COLUMNS} FROM tests ORDER BY created_at DESC, id DESC LIMIT ?"
-                rows = db.execute(sql, (chunk,)).fetchall()
+                sql = f"{_SELECT} WHERE {where}1 ORDER BY created_at DESC, id DESC LIMIT ?"
+                rows = self._read(sql, (*params, chunk))
             else:
                 sql = (
-                    f"SELECT {_TEST_COLUMNS} FROM tests WHERE (created_at, id) < (?, ?) "
+                    f"{_SELECT} WHERE {where}(created_at, id) < (?, ?) "
                     "ORDER BY created_at DESC, id DESC LIMIT ?"
                 )
-                rows = db.execute(sql, (*key, chunk)).fetchall()
+                rows = self._read(sql, (*params, *key, chunk))
             for row in rows:
-                yield self._state(row)
+                yield state_from(row)
             if len(rows) < chunk:
                 return
-            key = (rows[-1][3], rows[-1][0])
+            key = (rows[-1][3], rows[-1][0])  # type: ignore[assignment]
             chunk = min(chunk * 4, 4096)
 
+    def _tagged_newest(
+        self, before: Key | None, statuses: frozenset[Status] | None, tag: tuple[str, str]
+    ) -> Iterator[TestState]:
+        bound = "" if before is None else "AND (g.created_at, g.test_id) < (?, ?) "
+        sql = (
+            f"SELECT {', '.join('t.' + c.strip() for c in TEST_COLUMNS.split(','))} "
+            "FROM test_tags g JOIN tests t ON t.id = g.test_id "
+            f"WHERE g.key = ? AND g.value = ? {bound}"
+            "ORDER BY g.created_at DESC, g.test_id DESC"
+        )
+        params = (*tag,) if before is None else (*tag, *before)
+        for row in self._read(sql, params):
+            state = state_from(row)
+            if statuses is None or state.phase.status in statuses:
+                yield state
+
     def commit(self, change: Commit) -> None:
+        if change.test is not None and change.test.stamp != change.expected_stamp + 1:
+            raise StoreError(f"test {change.test_id}: a write must advance the stamp by one")
+
         def work(db: sqlite3.Connection) -> None:
-            test_id, expected = change.test_id, change.expected_version
+            test_id, expected = change.test_id, change.expected_stamp
             if expected == 0:
                 # BEGIN IMMEDIATE holds the write lock: nobody can insert between these two.
                 if db.execute("SELECT 1 FROM tests WHERE id = ?", (test_id,)).fetchone():
                     raise VersionConflict(f"test {test_id}: already exists, expected none")
-                if change.remove:
-                    raise StoreError(f"test {test_id}: cannot remove a test that does not exist")
-                if change.test is not None:
-                    db.execute(
-                        f"INSERT INTO tests ({_TEST_COLUMNS}) VALUES ({','.join('?' * 14)})",
-                        _test_row(change.test),
+                new = change.test
+                if new is None:
+                    raise StoreError(f"test {test_id}: nothing to insert")
+                db.execute(_INSERT, insert_row(new))
+                spec = new.spec
+                if spec is not None:
+                    db.executemany(
+                        "INSERT INTO test_tags (key, value, created_at, test_id) VALUES (?,?,?,?)",
+                        [(k, v, new.created_at, test_id) for k, v in spec.tag_pairs()],
                     )
             elif change.remove:
                 cur = db.execute(
-                    "DELETE FROM tests WHERE id = ? AND version = ?", (test_id, expected)
+                    "DELETE FROM tests WHERE id = ? AND stamp = ?", (test_id, expected)
                 )
                 if cur.rowcount != 1:
-                    raise VersionConflict(f"test {test_id}: version moved from {expected}")
+                    raise VersionConflict(f"test {test_id}: stamp moved from {expected}")
+                db.execute("DELETE FROM test_tags WHERE test_id = ?", (test_id,))
             elif change.test is not None:
-                row = _test_row(change.test)
-                cur = db.execute(
-                    "UPDATE tests SET phase=?, version=?, created_at=?, created_by=?, "
-                    "started_at=?, finished_at=?, error=?, imbalance_at=?, imbalance_rps=?, "
-                    "imbalance_comment=?, assigned_agent_id=?, rank=?, spec=? "
-                    "WHERE id = ? AND version = ?",
-                    (*row[1:], test_id, expected),
-                )
+                cur = db.execute(_UPDATE, (*update_row(change.test), test_id, expected))
                 if cur.rowcount != 1:
-                    raise VersionConflict(f"test {test_id}: version moved from {expected}")
-            else:  # operations and records only: still a compare-and-set, as in MemoryStore
-                found = db.execute("SELECT version FROM tests WHERE id = ?", (test_id,)).fetchone()
+                    raise VersionConflict(f"test {test_id}: stamp moved from {expected}")
+            else:  # operations and records only: still a compare-and-set
+                found = db.execute("SELECT stamp FROM tests WHERE id = ?", (test_id,)).fetchone()
                 if found is None or found[0] != expected:
                     have = 0 if found is None else found[0]
-                    raise VersionConflict(f"test {test_id}: version {have}, expected {expected}")
+                    raise VersionConflict(f"test {test_id}: stamp {have}, expected {expected}")
             for op in change.operations:
                 db.execute(
                     "INSERT OR REPLACE INTO operations (id, test_id, done, body) "
                     "VALUES (?, ?, ?, ?)",
-                    (op.id, op.test_id, int(op.done), _op_body(op)),
+                    (op.id, op.test_id, int(op.done), op_body(op)),
                 )
-            self._insert_records(db, change.records)
+            if change.records:
+                self._insert_records(db, change.records)
 
         self._write(work)
 
     @staticmethod
     def _insert_records(db: sqlite3.Connection, records: tuple[LogRecord, ...]) -> None:
-        db.executemany(
-            "INSERT INTO events (test_id, at, actor, event, payload, from_status, to_status, "
-            "outcome, reason, version) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [_record_row(r) for r in records],
-        )
+        db.executemany(_INSERT_EVENT, [record_row(r) for r in records])
 
     def append_log(self, records: tuple[LogRecord, ...]) -> None:
         self._write(lambda db: self._insert_records(db, records))
 
+    def due_tests(self, now: float, after: tuple[float, str] | None, limit: int) -> list[TestState]:
+        if after is None:
+            sql = f"{_SELECT} WHERE due_at <= ? ORDER BY due_at, id LIMIT ?"
+            rows = self._read(sql, (now, limit))
+        else:
+            sql = (
+                f"{_SELECT} WHERE due_at <= ? AND (due_at, id) > (?, ?) ORDER BY due_at, id LIMIT ?"
+            )
+            rows = self._read(sql, (now, *after, limit))
+        return [state_from(r) for r in rows]
+
+    def next_due(self) -> float | None:
+        value = self._read("SELECT MIN(due_at) FROM tests WHERE due_at IS NOT NULL")[0][0]
+        return None if value is None else float(value)  # type: ignore[arg-type]
+
+    def pending_tests(self, kind: str, value: str, agent_id: str, limit: int) -> list[TestState]:
+        sql = (
+            f"{_SELECT} WHERE status = 1 AND sel_kind = ? AND sel_value = ? "
+            "AND (holder IS NULL OR holder = ?) ORDER BY created_at, id LIMIT ?"
+        )
+        return [state_from(r) for r in self._read(sql, (kind, value, agent_id, limit))]
+
+    def pending_filters(self) -> list[str]:
+        sql = "SELECT DISTINCT sel_value FROM tests WHERE status = 1 AND sel_kind = 'filter'"
+        return [str(r[0]) for r in self._read(sql)]
+
+    def tests_with_tag(self, key: str, value: str) -> list[str]:
+        sql = (
+            "SELECT test_id FROM test_tags WHERE key = ? AND value = ? ORDER BY created_at, test_id"
+        )
+        return [str(r[0]) for r in self._read(sql, (key, value))]
+
+    def active_tests_of(self, agent_id: str) -> list[TestState]:
+        sql = (
+            f"{_SELECT} WHERE assigned_agent_id = ? AND finished_at IS NULL "
+            f"AND status IN ({ACTIVE_VALUES})"
+        )
+        return [state_from(r) for r in self._read(sql, (agent_id,))]
+
+    def count_by_status(self) -> dict[Status, int]:
+        rows = self._read("SELECT status, COUNT(*) FROM tests GROUP BY status")
+        return {Status(int(s)): int(n) for s, n in rows}  # type: ignore[call-overload]
+
     # --- operations, agents, log --------------------------------------------------
 
     def get_operation(self, op_id: str) -> StopOperation | None:
-        row = (
-            self._db()
-            .execute("SELECT id, test_id, done, body FROM operations WHERE id = ?", (op_id,))
-            .fetchone()
-        )
-        return None if row is None else _op_from(*row)
+        rows = self._read("SELECT id, test_id, done, body FROM operations WHERE id = ?", (op_id,))
+        return op_from(*rows[0]) if rows else None  # type: ignore[arg-type]
 
     def inflight_operation(self, test_id: str) -> StopOperation | None:
-        row = (
-            self._db()
-            .execute(
-                "SELECT id, test_id, done, body FROM operations WHERE test_id = ? AND done = 0",
-                (test_id,),
-            )
-            .fetchone()
-        )
-        return None if row is None else _op_from(*row)
+        sql = "SELECT id, test_id, done, body FROM operations WHERE test_id = ? AND done = 0"
+        rows = self._read(sql, (test_id,))
+        return op_from(*rows[0]) if rows else None  # type: ignore[arg-type]
 
     def iter_operations(self) -> Iterator[StopOperation]:
-        rows = self._db().execute("SELECT id, test_id, done, body FROM operations").fetchall()
-        return (_op_from(*r) for r in rows)
+        rows = self._read("SELECT id, test_id, done, body FROM operations")
+        return (op_from(*r) for r in rows)  # type: ignore[arg-type]
 
     def put_agent(self, agent: AgentRecord) -> None:
         body = json.dumps(agent.to_data(), separators=(",", ":"))
@@ -384,42 +444,26 @@ class SqliteStore:
         self._write(work)
 
     def get_agent(self, agent_id: str) -> AgentRecord | None:
-        row = self._db().execute("SELECT body FROM agents WHERE id = ?", (agent_id,)).fetchone()
-        return None if row is None else AgentRecord.from_data(json.loads(row[0]))
+        rows = self._read("SELECT body FROM agents WHERE id = ?", (agent_id,))
+        return AgentRecord.from_data(json.loads(rows[0][0])) if rows else None  # type: ignore[arg-type]
 
     def iter_agents(self) -> Iterator[AgentRecord]:
-        rows = self._db().execute("SELECT body FROM agents").fetchall()
-        return (AgentRecord.from_data(json.loads(r[0])) for r in rows)
+        rows = self._read("SELECT body FROM agents")
+        return (AgentRecord.from_data(json.loads(r[0])) for r in rows)  # type: ignore[arg-type]
 
-    def read_log(self, after_seq: int = 0, limit: int | None = None) -> list[LogRecord]:
-        rows = (
-            self._db()
-            .execute(
-                "SELECT seq, test_id, at, actor, event, payload, from_status, to_status, outcome, "
-                "reason, version FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, -1 if limit is None else limit),
-            )
-            .fetchall()
-        )
-        return [
-            LogRecord(
-                seq,
-                test_id,
-                at,
-                actor,
-                event,
-                json.loads(payload),
-                None if fs is None else Status[fs],
-                None if ts is None else Status[ts],
-                Kind(outcome),
-                reason,
-                version,
-            )
-            for seq, test_id, at, actor, event, payload, fs, ts, outcome, reason, version in rows
-        ]
+    def read_log(
+        self, after_seq: int = 0, limit: int | None = None, *, test_id: str | None = None
+    ) -> list[LogRecord]:
+        by_test = "" if test_id is None else "AND test_id = ? "
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? {by_test}ORDER BY seq LIMIT ?"
+        count = -1 if limit is None else limit
+        params: tuple[object, ...] = (after_seq, count)
+        if test_id is not None:
+            params = (after_seq, test_id, count)
+        return [record_from(r) for r in self._read(sql, params)]
 
     def integrity_check(self) -> str:
-        return str(self._db().execute("PRAGMA integrity_check").fetchone()[0])
+        return str(self._read("PRAGMA integrity_check")[0][0])
 
     def close(self) -> None:
         with self._all_lock:

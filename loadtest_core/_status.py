@@ -14,7 +14,9 @@ __all__ = [
     "ACTIVE",
     "EXECUTION",
     "EXECUTION_RANK",
+    "FINISHED",
     "TERMINAL",
+    "AgentStatus",
     "Status",
 ]
 
@@ -82,3 +84,17 @@ ACTIVE: frozenset[Status] = frozenset(EXECUTION) | {Status.STOPPING}
 TERMINAL: frozenset[Status] = frozenset(
     {Status.DONE, Status.FAILED, Status.STOPPED, Status.AUTOSTOPPED, Status.CANCELLED}
 )
+FINISHED: frozenset[Status] = TERMINAL | {Status.DELETING}
+"""Statuses with ``finished_at`` set: terminal, or being deleted."""
+
+
+class AgentStatus(enum.Enum):
+    """The agent-level heartbeat status (``AgentService.ClaimStatus``)."""
+
+    READY_FOR_TEST = "READY_FOR_TEST"
+    PREPARING_TEST = "PREPARING_TEST"
+    TESTING = "TESTING"
+    TANK_FAILED = "TANK_FAILED"
+    STOPPED = "STOPPED"
+    UPLOADING_ARTIFACTS = "UPLOADING_ARTIFACTS"
+    ERROR = "ERROR"

@@ -5,7 +5,21 @@ from __future__ import annotations
 import grpc
 from yandex.cloud.loadtesting.agent.v1 import agent_service_pb2, job_service_pb2
 
-from loadtest_core import AgentStatus, Kind, LoadtestError, SignalKind, Status
+from loadtest_core import (
+    Aborted,
+    AgentStatus,
+    InvalidArgument,
+    Kind,
+    LoadtestError,
+    NotFound,
+    PermissionDenied,
+    Rejected,
+    SignalKind,
+    Status,
+    StoreError,
+    Unauthenticated,
+    Unsupported,
+)
 
 JobStatus = job_service_pb2.ClaimJobStatusRequest.JobStatus
 NOT_FOUND_ERROR = "agent could not find the job"
@@ -54,6 +68,25 @@ CLAIM_CODE: dict[Kind, grpc.StatusCode] = {
 }
 
 
-def grpc_code(error: LoadtestError) -> grpc.StatusCode:
-    """The gRPC status for an error, from the code name every error carries."""
-    return grpc.StatusCode[error.grpc_code]
+# Error class -> (gRPC status, ErrorInfo reason). Looked up along the class's MRO, so a
+# subclass without its own row answers as its parent.
+ERROR_CODES: dict[type[LoadtestError], tuple[grpc.StatusCode, str]] = {
+    LoadtestError: (grpc.StatusCode.INTERNAL, "INTERNAL"),
+    InvalidArgument: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    Unsupported: (grpc.StatusCode.INVALID_ARGUMENT, "UNSUPPORTED"),
+    NotFound: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
+    Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+    PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED"),
+    Rejected: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
+    Aborted: (grpc.StatusCode.ABORTED, "ABORTED"),
+    StoreError: (grpc.StatusCode.INTERNAL, "STORE_ERROR"),
+}
+
+
+def grpc_error(error: LoadtestError) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and ErrorInfo reason for an error (``ERROR_CODES``)."""
+    for cls in type(error).__mro__:
+        found = ERROR_CODES.get(cls)
+        if found is not None:
+            return found
+    return ERROR_CODES[LoadtestError]

@@ -54,7 +54,7 @@ from loadtest_core import (
     TokenAuth,
 )
 from loadtest_core.grpc._convert import operation_to_proto, set_timestamp, to_proto
-from loadtest_core.grpc._mapping import AGENT_STATUS, CLAIM_CODE, JOB_STATUS, SIGNAL, grpc_code
+from loadtest_core.grpc._mapping import AGENT_STATUS, CLAIM_CODE, JOB_STATUS, SIGNAL, grpc_error
 
 __all__ = ["add_aio_servicers", "add_servicers"]
 
@@ -118,7 +118,8 @@ def invoke(servicer: _Base, method: Method, role: Role, request: Any, call: Call
         call.principal = servicer.auth.authenticate(call.metadata("authorization"), role)
         return method(servicer, request, call)
     except LoadtestError as exc:
-        return _Abort(grpc_code(exc), exc.message, exc.reason)
+        code, reason = grpc_error(exc)
+        return _Abort(code, exc.message, reason)
     except _Abort as exc:
         return exc
     except Exception:
@@ -456,7 +457,7 @@ class AgentTestService(_Base):
             if CLAIM_CODE[outcome.kind] is not grpc.StatusCode.OK:
                 raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.describe(), "CONFLICT")
         else:
-            self.engine.signal(job_id, agent)  # any job-scoped call is contact
+            self.engine.contact(job_id, agent)  # any job-scoped call is contact
         meta = agent_test_service_pb2.UpdateTestMetadata(test_id=job_id)
         return self.ops.add("Update test", agent, meta, _test(self.engine.get(job_id)))
 

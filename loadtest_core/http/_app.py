@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from loadtest_core import Engine, NotFound, Rejected, Role, Status, TokenAuth
+from loadtest_core import Engine, NotFound, Rejected, Role, TokenAuth
 from loadtest_core._auth import bearer_token, principal_of
 from loadtest_core.http._openapi import openapi
 
@@ -28,7 +28,6 @@ __all__ = ["PlanResolver", "TagPlanResolver", "create_app"]
 
 log = logging.getLogger("loadtest_core.http")
 MAX_ID = 2**63 - 1
-_STOPPABLE_GONE = {Status.DELETING}
 
 
 class PlanResolver(Protocol):

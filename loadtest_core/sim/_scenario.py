@@ -92,6 +92,12 @@ class Scenario(_Strict):
     reporter_interval: float = Field(10.0, gt=0)
     lost_after: float = Field(30.0, gt=0)
     lost_expiry: float | None = Field(None, gt=0)
+    contact_every: float = Field(
+        0.0,
+        ge=0,
+        description="engine contact_every: 0 (the default here) records every poll, so "
+        "LOST comes exactly lost_after after the last contact the simulated agent made",
+    )
     tick_interval: float | None = Field(
         None,
         ge=0,

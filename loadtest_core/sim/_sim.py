@@ -299,7 +299,11 @@ class Simulator:
         self.engine = Engine(
             self.store,
             clock=self.clock,
-            policies=Policies(lost_after=scenario.lost_after, lost_expiry=scenario.lost_expiry),
+            policies=Policies(
+                lost_after=scenario.lost_after,
+                lost_expiry=scenario.lost_expiry,
+                contact_every=scenario.contact_every,
+            ),
             ids=lambda kind: f"{kind}-{prefix}{next(numbers):08d}",
         )
         st = scenario.stages

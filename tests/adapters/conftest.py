@@ -25,9 +25,9 @@ from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_tes
 from yandex.cloud.loadtesting.api.v1 import test_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2_grpc
 
-from loadtest_core import Engine, ManualClock, MemoryStore, Policies, TokenAuth
+from loadtest_core import Engine, ManualClock, MemoryStore, TokenAuth
 from loadtest_core.grpc import add_aio_servicers, add_servicers
-from tests.engine.conftest import counter_ids
+from tests.engine.conftest import EXACT, counter_ids
 
 USER = "user-secret"
 AGENT = "agent-secret"
@@ -95,7 +95,7 @@ def grpc_server(
 
 def new_engine() -> tuple[Engine, ManualClock]:
     clock = ManualClock(1_700_000_000.0)
-    engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    engine = Engine(MemoryStore(), clock=clock, policies=EXACT, ids=counter_ids())
     return engine, clock
 
 

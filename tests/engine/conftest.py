@@ -10,6 +10,9 @@ import pytest
 
 from loadtest_core import Engine, ManualClock, MemoryStore, Policies, Status
 
+EXACT = Policies(lost_after=30, contact_every=0)
+"""Every contact written: LOST exactly lost_after after the last one (tests of timing)."""
+
 
 def spec(agent: str = "agent-1", **details: Any) -> dict[str, Any]:
     return {"configurations": [{"agent_selector": {"agent_id": agent}}], "details": details}
@@ -27,7 +30,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def engine(clock: ManualClock) -> Engine:
-    return Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    return Engine(MemoryStore(), clock=clock, policies=EXACT, ids=counter_ids())
 
 
 def running(engine: Engine, agent: str = "agent-1", status: Status = Status.RUNNING) -> str:

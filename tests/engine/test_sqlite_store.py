@@ -27,6 +27,7 @@ from loadtest_core import (
     VersionConflict,
     apply,
 )
+from loadtest_core._sqlite import MIGRATIONS
 from loadtest_core._store import Store
 from tests.engine.conftest import counter_ids, running, spec
 
@@ -53,8 +54,10 @@ def commits() -> list[Commit]:
     """A scripted history: insert, update with an operation, a stale write, a removal."""
     a = TestState("a", 1.5, "alice", SPEC)
     b = TestState("b", 2.25, "bob", None)
+    a.stamp = b.stamp = 1
     a2 = a.copy()
     apply(a2, Claim("agent", Status.RUNNING), 3.125)
+    a2.stamp = 2
     op = StopOperation("op1", "a", 3.5, "alice", 3.5)
     done = op.copy()
     done.done, done.response = True, {"id": "a"}
@@ -62,9 +65,9 @@ def commits() -> list[Commit]:
         Commit("a", 0, test=a, records=(record("a", 1, "create"),)),
         Commit("b", 0, test=b, records=(record("b", 1, "create"),)),
         Commit("a", 1, test=a2, operations=(op,), records=(record("a", 2),)),
-        Commit("a", 1, test=a2, records=(record("a", 2),)),  # stale: version moved
+        Commit("a", 1, test=a2, records=(record("a", 2),)),  # stale: the stamp moved
         Commit("a", 0, test=a, records=(record("a", 1),)),  # insert of an existing id
-        Commit("a", 2, records=(record("a", 2, "note"),)),  # records only, right version
+        Commit("a", 2, records=(record("a", 2, "note"),)),  # records only, right stamp
         Commit("c", 3, records=(record("c", 3, "note"),)),  # records only, no such test
         Commit("b", 1, remove=True, operations=(done,), records=(record("b", 2, "purge"),)),
     ]
@@ -130,10 +133,10 @@ def test_conflict_writes_nothing(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     store.commit(commits()[0])
     op = StopOperation("op9", "a", 1.0, "u", 1.0)
+    moved = TestState("a", 1.0)
+    moved.stamp = 8
     with pytest.raises(VersionConflict):
-        store.commit(
-            Commit("a", 7, test=TestState("a", 1.0), operations=(op,), records=(record("a", 8),))
-        )
+        store.commit(Commit("a", 7, test=moved, operations=(op,), records=(record("a", 8),)))
     assert len(store.read_log()) == 1 and store.get_operation("op9") is None
 
 
@@ -144,7 +147,7 @@ def test_error_mid_commit_rolls_everything_back(tmp_path: Path) -> None:
     bad = record("a", 2)._replace(payload={"x": object()})
     a2 = store.get_test("a")
     assert a2 is not None
-    a2.version = 2
+    a2.version = a2.stamp = 2
     with pytest.raises(TypeError):
         store.commit(
             Commit("a", 1, test=a2, operations=(StopOperation("o", "a", 1, "", 1),), records=(bad,))
@@ -170,7 +173,7 @@ def test_sqlite_error_mid_commit_is_a_store_error_and_rolls_back(tmp_path: Path)
     store = FailingStore(tmp_path / "s.db")
     a2 = store.get_test("a")
     assert a2 is not None
-    a2.version = 2
+    a2.version = a2.stamp = 2
     with pytest.raises(StoreError, match="injected") as info:
         store.commit(
             Commit(
@@ -193,6 +196,7 @@ def test_constraint_failure_on_insert_is_not_a_conflict(tmp_path: Path) -> None:
     """A NOT NULL violation on insert is a StoreError, not a VersionConflict the engine retries."""
     store = SqliteStore(tmp_path / "s.db")
     bad = TestState("a", 1.0)
+    bad.stamp = 1
     bad.created_by = None  # type: ignore[assignment]
     with pytest.raises(StoreError, match="NOT NULL") as info:
         store.commit(Commit("a", 0, test=bad, records=(record("a", 1, "create"),)))
@@ -228,9 +232,9 @@ def test_schema_version_and_future_files(tmp_path: Path) -> None:
     """A new file gets the current schema; reopening is idempotent; a newer file is refused."""
     path = tmp_path / "s.db"
     store = SqliteStore(path)
-    assert store.schema_version == 1
+    assert store.schema_version == len(MIGRATIONS)
     store.close()
-    assert SqliteStore(path).schema_version == 1
+    assert SqliteStore(path).schema_version == len(MIGRATIONS)
     db = sqlite3.connect(path)
     db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     db.commit()
@@ -248,7 +252,7 @@ def test_migration_from_an_empty_version_zero_file(tmp_path: Path) -> None:
     db.commit()
     db.close()
     store = SqliteStore(path)
-    assert store.schema_version == 1
+    assert store.schema_version == len(MIGRATIONS)
     apply_all(store)
     assert len(list(store.iter_tests())) == 1
 

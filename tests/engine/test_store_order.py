@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest_core import Commit, MemoryStore, SqliteStore, TestState
+from loadtest_core import Commit, MemoryStore, SqliteStore, TestState, _rows, _sqlite
 from loadtest_core._store import Store
 
 
@@ -20,7 +20,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _insert(store: Store, test_id: str, at: float) -> None:
-    store.commit(Commit(test_id, 0, TestState(test_id, at)))
+    state = TestState(test_id, at)
+    state.stamp = 1
+    store.commit(Commit(test_id, 0, state))
 
 
 def _keys(states: Iterator[TestState]) -> list[tuple[float, str]]:
@@ -69,13 +71,13 @@ def test_a_page_reads_only_what_it_needs(store: Store, monkeypatch: pytest.Monke
         monkeypatch.setattr(store, "_tests", counting)
     else:
         assert isinstance(store, SqliteStore)
-        build = store._state
+        build = _rows.state_from
 
         def counted(row: tuple[object, ...]) -> TestState:
             reads[0] += 1
             return build(row)
 
-        monkeypatch.setattr(store, "_state", counted)
+        monkeypatch.setattr(_sqlite, "state_from", counted)  # what the store calls
     reader = store.iter_tests_newest()
     first = [next(reader) for _ in range(5)]
     assert [s.id for s in first] == [f"t{n:04d}" for n in range(2999, 2994, -1)]

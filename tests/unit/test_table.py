@@ -1,6 +1,16 @@
-"""Every (status x event kind) pair against spec §3, written out independently here."""
+"""Every phase x every trigger against the contract (spec §3), written out here independently.
+
+``expected`` below is the contract's §3 table in our own words; it never reads
+``_table``. Every one of the 32 phases is reached by real events from CREATED,
+then every one of the 18 triggers is applied to a copy of it, and the outcome
+kind, the status, the phase's memory (stage reached, stop requested) and the
+version bump must all be what the contract says. The ``transitions`` machine
+is held to the same expectations.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 from transitions import MachineError
@@ -19,253 +29,232 @@ from loadtest_core import (
     Status,
     Stop,
     TestState,
+    Trigger,
     apply,
 )
 from loadtest_core._machine import PhaseHolder, build_machine
-from loadtest_core._table import PHASES, RULES, Trigger
+from loadtest_core._table import PHASES, RULES
 
 A = "agent-1"
 S = Status
-
-# How to reach a representative phase of each status, by real events.
-ROUTES: dict[str, list[Event]] = {
-    "CREATED": [],
-    "INITIATED": [Claim(A, S.INITIATED)],
-    "PREPARING": [Claim(A, S.PREPARING)],
-    "WAITING": [Claim(A, S.WAITING)],
-    "RUNNING": [Claim(A, S.RUNNING)],
-    "FINISHING": [Claim(A, S.FINISHING)],
-    "POST_PROCESSING": [Claim(A, S.POST_PROCESSING)],
-    "STOPPING": [Claim(A, S.RUNNING), Stop()],
-    "LOST": [Claim(A, S.RUNNING), Lose()],
-    "DONE": [Claim(A, S.RUNNING), Claim(A, S.DONE)],
-    "FAILED": [Claim(A, S.RUNNING), Claim(A, S.FAILED, "boom")],
-    "STOPPED": [Claim(A, S.RUNNING), Stop(), Claim(A, S.STOPPED)],
-    "AUTOSTOPPED": [Claim(A, S.RUNNING), Claim(A, S.AUTOSTOPPED)],
-    "CANCELLED": [Stop()],
-    "DELETING": [Claim(A, S.RUNNING), Claim(A, S.DONE), Delete()],
-}
-
-ACC, UNCH, NOTED, STALE, CONF = (
-    Kind.ACCEPTED,
-    Kind.UNCHANGED,
-    Kind.NOTED,
-    Kind.STALE,
-    Kind.CONFLICT,
-)
-TERMINALS = ("DONE", "FAILED", "STOPPED", "AUTOSTOPPED", "CANCELLED")
+STAGES = [S.INITIATED, S.PREPARING, S.WAITING, S.RUNNING, S.FINISHING, S.POST_PROCESSING]
+OUTCOMES = [S.DONE, S.FAILED, S.STOPPED, S.AUTOSTOPPED]
+TERMINAL = {S.DONE, S.FAILED, S.STOPPED, S.AUTOSTOPPED, S.CANCELLED}
 
 
-def expected(status: str, event: str) -> tuple[Kind, str | None]:
-    """Spec §3 as a literal table: (kind, status after) for a representative phase."""
-    outcome_claims = {
-        "claim DONE": "DONE",
-        "claim FAILED": "FAILED",
-        "claim STOPPED": "STOPPED",
-        "claim AUTOSTOPPED": "AUTOSTOPPED",
-    }
-    if status == "CREATED":
-        return {
-            "claim INITIATED": (ACC, "INITIATED"),
-            "claim RUNNING": (ACC, "RUNNING"),
-            "claim FAILED": (ACC, "FAILED"),
-            "claim DONE": (CONF, "CREATED"),
-            "claim STOPPED": (CONF, "CREATED"),
-            "claim AUTOSTOPPED": (CONF, "CREATED"),
-            "stop": (ACC, "CANCELLED"),
-            "delete": (ACC, "DELETING"),
-            "contact": (UNCH, "CREATED"),
-            "note": (NOTED, "CREATED"),
-            "imbalance": (CONF, "CREATED"),
-            "lose": (CONF, "CREATED"),
-            "expire": (CONF, "CREATED"),
-            "purge": (CONF, "CREATED"),
-        }[event]
-    if status in ("INITIATED", "PREPARING", "WAITING", "RUNNING", "FINISHING", "POST_PROCESSING"):
-        rank = [
-            "INITIATED",
-            "PREPARING",
-            "WAITING",
-            "RUNNING",
-            "FINISHING",
-            "POST_PROCESSING",
-        ].index(status)
-        if event == "claim INITIATED":
-            return (UNCH, status) if rank == 0 else (STALE, status)
-        if event == "claim RUNNING":
-            if rank < 3:
-                return ACC, "RUNNING"
-            return (UNCH, status) if rank == 3 else (STALE, status)
-        if event in outcome_claims:
-            return ACC, outcome_claims[event]
-        return {
-            "stop": (ACC, "STOPPING"),
-            "lose": (ACC, "LOST"),
-            "delete": (CONF, status),
-            "contact": (UNCH, status),
-            "note": (NOTED, status),
-            "imbalance": (ACC, status),
-            "expire": (CONF, status),
-            "purge": (CONF, status),
-        }[event]
-    if status == "STOPPING":  # last agent rank: RUNNING
-        if event in outcome_claims:
-            return ACC, outcome_claims[event]
-        return {
-            "claim INITIATED": (STALE, "STOPPING"),
-            "claim RUNNING": (UNCH, "STOPPING"),
-            "stop": (UNCH, "STOPPING"),
-            "lose": (ACC, "LOST"),
-            "delete": (CONF, "STOPPING"),
-            "contact": (UNCH, "STOPPING"),
-            "note": (NOTED, "STOPPING"),
-            "imbalance": (ACC, "STOPPING"),
-            "expire": (CONF, "STOPPING"),
-            "purge": (CONF, "STOPPING"),
-        }[event]
-    if status == "LOST":  # remembers RUNNING
-        if event in outcome_claims:
-            return ACC, outcome_claims[event]
-        return {
-            "claim INITIATED": (STALE, "LOST"),
-            "claim RUNNING": (ACC, "RUNNING"),
-            "stop": (ACC, "STOPPED"),
-            "lose": (CONF, "LOST"),
-            "delete": (ACC, "DELETING"),
-            "contact": (ACC, "RUNNING"),
-            "note": (NOTED, "LOST"),
-            "imbalance": (ACC, "LOST"),
-            "expire": (ACC, "FAILED"),
-            "purge": (CONF, "LOST"),
-        }[event]
-    if status in TERMINALS:
-        if event in outcome_claims:
-            return (STALE if outcome_claims[event] == status else CONF), status
-        return {
-            "claim INITIATED": (CONF, status),
-            "claim RUNNING": (CONF, status),
-            "stop": (CONF, status),
-            "lose": (CONF, status),
-            "delete": (ACC, "DELETING"),
-            "contact": (UNCH, status),
-            "note": (NOTED, status),
-            "imbalance": ((CONF if status == "CANCELLED" else ACC), status),
-            "expire": (CONF, status),
-            "purge": (CONF, status),
-        }[event]
-    assert status == "DELETING"
+def rank(stage: Status) -> int:
+    return STAGES.index(stage) + 1
+
+
+@dataclass(frozen=True)
+class Where:
+    """A test's position as the contract describes it: status, stage reached, memory."""
+
+    status: Status
+    stage: Status | None = None  # execution stage reached (execution, STOPPING, LOST)
+    stopping: bool = False  # LOST while a stop was in progress
+    started: bool = True
+
+
+def routes() -> dict[str, tuple[list[Event], Where]]:
+    """Real event sequences from CREATED to each of the 32 phases, and where they end."""
+    out: dict[str, tuple[list[Event], Where]] = {"CREATED": ([], Where(S.CREATED, started=False))}
+    for stage in STAGES:
+        out[stage.name] = ([Claim(A, stage)], Where(stage, stage))
+        out[f"STOPPING@{stage.name}"] = ([Claim(A, stage), Stop()], Where(S.STOPPING, stage))
+        out[f"LOST@{stage.name}"] = ([Claim(A, stage), Lose()], Where(S.LOST, stage))
+        out[f"LOST@STOPPING@{stage.name}"] = (
+            [Claim(A, stage), Stop(), Lose()],
+            Where(S.LOST, stage, stopping=True),
+        )
+    for outcome in OUTCOMES:
+        out[outcome.name] = ([Claim(A, S.RUNNING), Claim(A, outcome, "boom")], Where(outcome))
+    out["FAILED@CREATED"] = ([Claim(A, S.FAILED, "boom")], Where(S.FAILED, started=False))
+    out["CANCELLED"] = ([Stop()], Where(S.CANCELLED, started=False))
+    out["DELETING"] = ([Claim(A, S.RUNNING), Claim(A, S.DONE), Delete()], Where(S.DELETING))
+    return out
+
+
+ROUTES = routes()
+GONE = Where(S.STATUS_UNSPECIFIED)  # removed by purge
+
+
+def expected(w: Where, trigger: Trigger) -> tuple[Kind, Where]:
+    """Spec §3: what ``trigger`` does to a test at ``w`` (kind, and where it ends)."""
+    same = (Kind.UNCHANGED, w)
+    stale = (Kind.STALE, w)
+    conflict = (Kind.CONFLICT, w)
+    executing = w.status in STAGES
+    claimed = trigger.claimed
+    if claimed in STAGES:
+        assert claimed is not None
+        if w.status is S.CREATED:
+            return Kind.ACCEPTED, Where(claimed, claimed)
+        if w.status in TERMINAL or w.status is S.DELETING:
+            return conflict
+        assert w.stage is not None
+        if rank(claimed) < rank(w.stage):
+            return stale
+        if w.status is S.LOST:  # recovery, one event
+            if w.stopping:
+                return Kind.ACCEPTED, Where(S.STOPPING, claimed)
+            return Kind.ACCEPTED, Where(claimed, claimed)
+        if claimed == w.stage:
+            return same
+        if w.status is S.STOPPING:
+            return Kind.ACCEPTED, Where(S.STOPPING, claimed)
+        return Kind.ACCEPTED, Where(claimed, claimed)
+    if claimed in OUTCOMES:
+        assert claimed is not None
+        if w.status is S.CREATED:
+            if claimed is S.FAILED:
+                return Kind.ACCEPTED, Where(S.FAILED, started=False)
+            return conflict
+        if w.status is S.DELETING:
+            return conflict
+        if w.status in TERMINAL:
+            return stale if claimed is w.status else conflict
+        return Kind.ACCEPTED, Where(claimed)
+    if trigger is Trigger.CONTACT:
+        if w.status is S.LOST:
+            return Kind.ACCEPTED, Where(S.STOPPING if w.stopping else w.stage, w.stage)  # type: ignore[arg-type]
+        return same
+    if trigger is Trigger.NOTE:
+        return Kind.NOTED, w
+    if trigger is Trigger.IMBALANCE:
+        if not w.started or w.status is S.DELETING:
+            return conflict
+        if w.status is S.LOST:
+            return Kind.ACCEPTED, Where(S.STOPPING if w.stopping else w.stage, w.stage)  # type: ignore[arg-type]
+        return Kind.ACCEPTED, w
+    if trigger is Trigger.STOP:
+        if w.status is S.CREATED:
+            return Kind.ACCEPTED, Where(S.CANCELLED, started=False)
+        if executing:
+            return Kind.ACCEPTED, Where(S.STOPPING, w.stage)
+        if w.status is S.STOPPING:
+            return same
+        if w.status is S.LOST:
+            return Kind.ACCEPTED, Where(S.STOPPED)
+        return conflict
+    if trigger is Trigger.LOSE:
+        if executing:
+            return Kind.ACCEPTED, Where(S.LOST, w.stage)
+        if w.status is S.STOPPING:
+            return Kind.ACCEPTED, Where(S.LOST, w.stage, stopping=True)
+        return conflict
+    if trigger is Trigger.EXPIRE:
+        return (Kind.ACCEPTED, Where(S.FAILED)) if w.status is S.LOST else conflict
+    if trigger is Trigger.DELETE:
+        if w.status is S.DELETING:
+            return same
+        if w.status in TERMINAL or w.status in (S.CREATED, S.LOST):
+            return Kind.ACCEPTED, Where(S.DELETING)
+        return conflict
+    assert trigger is Trigger.PURGE
+    return (Kind.ACCEPTED, GONE) if w.status is S.DELETING else conflict
+
+
+def event_for(trigger: Trigger, agent: str = A) -> Event:
+    claimed = trigger.claimed
+    if claimed is not None:
+        return Claim(agent, claimed, "boom" if claimed is S.FAILED else "")
     return {
-        "delete": (UNCH, "DELETING"),
-        "purge": (ACC, None),
-        "contact": (UNCH, "DELETING"),
-        "note": (NOTED, "DELETING"),
-        "imbalance": (CONF, "DELETING"),
-    }.get(event, (CONF, "DELETING"))
+        Trigger.CONTACT: Contact(agent),
+        Trigger.NOTE: AgentError(agent, "upload failed"),
+        Trigger.IMBALANCE: Imbalance(agent, 5.0, 100, "c"),
+        Trigger.STOP: Stop("u"),
+        Trigger.LOSE: Lose(),
+        Trigger.EXPIRE: Expire("silent"),
+        Trigger.DELETE: Delete("u"),
+        Trigger.PURGE: Purge(),
+    }[trigger]
 
 
-EVENTS: dict[str, Event] = {
-    "claim INITIATED": Claim(A, S.INITIATED),
-    "claim RUNNING": Claim(A, S.RUNNING),
-    "claim DONE": Claim(A, S.DONE),
-    "claim FAILED": Claim(A, S.FAILED, "agent error"),
-    "claim STOPPED": Claim(A, S.STOPPED),
-    "claim AUTOSTOPPED": Claim(A, S.AUTOSTOPPED),
-    "stop": Stop("user"),
-    "lose": Lose(),
-    "expire": Expire("silent"),
-    "delete": Delete("user"),
-    "purge": Purge(),
-    "contact": Contact(A),
-    "note": AgentError(A, "upload failed"),
-    "imbalance": Imbalance(A, 5.0, 100, "q99"),
-}
-
-
-def reach(status: str) -> TestState:
+def reach(phase: str) -> TestState:
     state = TestState("t", 0.0)
-    for i, event in enumerate(ROUTES[status], start=1):
-        assert apply(state, event, float(i)).kind is Kind.ACCEPTED
-    assert state.status.name == status
+    events, _ = ROUTES[phase]
+    for n, event in enumerate(events, start=1):
+        assert apply(state, event, float(n)).kind is Kind.ACCEPTED
+    assert state.phase.name == phase
     return state
 
 
-@pytest.mark.parametrize("status", list(ROUTES))
-@pytest.mark.parametrize("event", list(EVENTS))
-def test_every_status_and_event_pair(status: str, event: str) -> None:
-    """apply gives the kind and target status the spec table gives for this pair."""
-    state = reach(status)
-    before = state.fields()
-    outcome = apply(state, EVENTS[event], 100.0)
-    kind, to = expected(status, event)
+def where(state: TestState) -> Where:
+    phase = state.phase
+    return Where(phase.status, phase.stage, phase.status is S.LOST and phase.stop_requested,
+                 phase.started)  # fmt: skip
+
+
+PAIRS = [(phase, trigger) for phase in ROUTES for trigger in Trigger]
+
+
+def test_routes_reach_every_phase_the_table_has() -> None:
+    """The 32 routes end in the 32 phases, and each phase's memory is what the route did."""
+    assert sorted(ROUTES) == sorted(PHASES)
+    for phase, (_, w) in ROUTES.items():
+        assert where(reach(phase)) == w, phase
+
+
+@pytest.mark.parametrize(("phase", "trigger"), PAIRS, ids=[f"{p}-{t.value}" for p, t in PAIRS])
+def test_every_phase_and_trigger(phase: str, trigger: Trigger) -> None:
+    """apply does what the contract says: kind, status, memory, version, nothing on rejection."""
+    state = reach(phase)
+    before = state.copy()
+    kind, after = expected(ROUTES[phase][1], trigger)
+    outcome = apply(state, event_for(trigger), 100.0)
     assert outcome.kind is kind, outcome.describe()
     if kind is Kind.ACCEPTED:
-        assert state.version == before["version"] + 1
-        if to is not None:
-            assert state.status.name == to
+        assert state.version == before.version + 1
+        if after is GONE:
+            assert outcome.to is None
+            return
+        assert outcome.to is after.status
+        assert where(state) == after, outcome.describe()
     else:
-        assert state.fields() == before
-        assert outcome.reason
+        assert state.fields() == before.fields(), outcome.describe()
+        assert outcome.to is before.status
 
 
-def test_every_stored_status_has_a_route() -> None:
-    """The exhaustive test covers all 15 stored statuses."""
-    assert set(ROUTES) == {s.name for s in Status} - {"STATUS_UNSPECIFIED"}
+@pytest.mark.parametrize(("phase", "trigger"), PAIRS, ids=[f"{p}-{t.value}" for p, t in PAIRS])
+def test_the_transitions_machine_agrees(phase: str, trigger: Trigger) -> None:
+    """The transitions machine fires exactly the accepted pairs, into the contract's phase."""
+    kind, after = expected(ROUTES[phase][1], trigger)
+    holder = PhaseHolder(phase)
+    build_machine(holder, initial=phase)
+    try:
+        holder.fire(trigger)
+    except MachineError:
+        assert kind is not Kind.ACCEPTED
+        return
+    assert kind is Kind.ACCEPTED
+    if after is GONE:
+        assert holder.state == "REMOVED"
+    else:
+        landed = PHASES[holder.state]
+        assert (landed.status, landed.stage) == (after.status, after.stage)
 
 
-def test_exactly_one_rule_per_phase_and_trigger() -> None:
-    """The table declares one rule for every (phase, trigger) pair and no more."""
+def test_a_claim_from_another_agent_is_refused_in_every_phase() -> None:
+    """Once a test is held, an agent event from anyone else is a conflict and changes nothing."""
+    for phase in ROUTES:
+        for trigger in Trigger:
+            if trigger.claimed is None and trigger not in (
+                Trigger.CONTACT,
+                Trigger.NOTE,
+                Trigger.IMBALANCE,
+            ):
+                continue
+            state = reach(phase)
+            state.holder = A  # CREATED: the job was handed to agent-1
+            before = state.fields()
+            outcome = apply(state, event_for(trigger, "agent-2"), 100.0)
+            assert outcome.kind is Kind.CONFLICT, (phase, trigger)
+            assert "another agent" in outcome.reason
+            assert state.fields() == before
+
+
+def test_the_table_has_one_rule_per_pair() -> None:
+    """RULES holds each (phase, trigger) pair exactly once: 32 x 18."""
     pairs = [(r.source.name, r.trigger) for r in RULES]
-    assert len(pairs) == len(set(pairs)) == len(PHASES) * len(Trigger)
-
-
-def test_machine_agrees_with_every_rule() -> None:
-    """The transitions machine accepts exactly the ACCEPTED rules and lands on their dest."""
-    for rule in RULES:
-        holder = PhaseHolder(rule.source.name)
-        build_machine(holder, initial=rule.source.name)
-        if rule.kind is Kind.ACCEPTED:
-            holder.fire(rule.trigger)
-            assert holder.state == ("REMOVED" if rule.dest is None else rule.dest.name)
-        else:
-            with pytest.raises(MachineError):
-                holder.fire(rule.trigger)
-
-
-def test_machine_has_no_auto_transitions() -> None:
-    """auto_transitions=False: the model gets no to_<state> shortcuts."""
-    holder = PhaseHolder()
-    build_machine(holder)
-    assert not hasattr(holder, "to_DONE")
-
-
-def test_remembered_rank_matters_in_lost() -> None:
-    """LOST@STOPPING recovers to STOPPING on contact; a higher claim keeps the stop sticky."""
-    state = reach("STOPPING")
-    apply(state, Lose(), 10.0)
-    assert state.phase.name == "LOST@STOPPING@RUNNING"
-    apply(state, Claim(A, S.FINISHING), 11.0)
-    assert state.phase.name == "STOPPING@FINISHING"
-    assert state.rank == S.FINISHING.rank
-
-
-def test_wrong_agent_is_a_conflict_that_changes_nothing() -> None:
-    """Every agent event from another agent is a conflict once a test is assigned."""
-    for name, event in EVENTS.items():
-        if event.agent_id is None:
-            continue
-        state = reach("RUNNING")
-        other = {"claim INITIATED": Claim("x", S.INITIATED), "contact": Contact("x")}.get(name)
-        if other is None:
-            continue
-        before = state.fields()
-        assert apply(state, other, 50.0).kind is Kind.CONFLICT
-        assert state.fields() == before
-
-
-def test_failed_from_created_does_not_start() -> None:
-    """A FAILED claim from CREATED leaves started_at empty and assigns the agent."""
-    state = TestState("t", 0.0)
-    apply(state, Claim(A, S.FAILED, "no config"), 1.0)
-    assert state.status is S.FAILED and state.started_at is None
-    assert state.assigned_agent_id == A and state.error == "no config"
-    assert apply(state, Imbalance(A, 1.0, 1), 2.0).kind is Kind.CONFLICT
+    assert len(pairs) == len(set(pairs)) == 32 * 18

@@ -1,0 +1,195 @@
+"""Rows of the SQL stores: how a test, an operation and a log record become columns and back.
+
+Shared by the SQLite and PostgreSQL stores so both keep byte-identical rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from loadtest_core._lifecycle import TestState
+from loadtest_core._records import LogRecord, StopOperation
+from loadtest_core._status import ACTIVE, Status
+from loadtest_core._table import PHASES, Kind
+
+__all__ = [
+    "ACTIVE_VALUES",
+    "INSERT_COLUMNS",
+    "TEST_COLUMNS",
+    "UPDATE_SET",
+    "insert_row",
+    "op_body",
+    "op_from",
+    "record_from",
+    "record_row",
+    "state_from",
+    "update_row",
+]
+
+TEST_COLUMNS = (
+    "id, phase, version, created_at, created_by, started_at, finished_at, error, "
+    "imbalance_at, imbalance_rps, imbalance_comment, assigned_agent_id, rank, spec, "
+    "stamp, holder, contact_at, entered_at, due_at"
+)
+"""What ``state_from`` reads, in order."""
+
+INSERT_COLUMNS = f"{TEST_COLUMNS}, status, sel_kind, sel_value"
+"""What ``insert_row`` writes, in order (22 values)."""
+
+UPDATE_SET = (
+    "phase={p}, status={p}, version={p}, started_at={p}, finished_at={p}, error={p}, "
+    "imbalance_at={p}, imbalance_rps={p}, imbalance_comment={p}, assigned_agent_id={p}, "
+    "rank={p}, stamp={p}, holder={p}, contact_at={p}, entered_at={p}, due_at={p}"
+)
+"""The mutable columns, in ``update_row`` order; ``{p}`` is the driver's placeholder."""
+
+ACTIVE_VALUES = ",".join(str(s.value) for s in sorted(ACTIVE, key=lambda s: s.value))
+
+
+def insert_row(s: TestState) -> tuple[Any, ...]:
+    imb = s.imbalance or (None, None, None)
+    spec = s.spec
+    kind, value = ("none", "") if spec is None else spec.selector_key()
+    return (
+        s.id,
+        s.phase.name,
+        s.version,
+        s.created_at,
+        s.created_by,
+        s.started_at,
+        s.finished_at,
+        s.error,
+        imb[0],
+        imb[1],
+        imb[2],
+        s.assigned_agent_id,
+        s.rank,
+        s.spec_json,
+        s.stamp,
+        s.holder,
+        s.contact_at,
+        s.entered_at,
+        s.due_at,
+        s.phase.status.value,
+        kind,
+        value,
+    )
+
+
+def update_row(s: TestState) -> tuple[Any, ...]:
+    """The ``UPDATE_SET`` values; the caller appends the id and the expected stamp."""
+    imb = s.imbalance or (None, None, None)
+    phase = s.phase
+    return (
+        phase.name,
+        phase.status.value,
+        s.version,
+        s.started_at,
+        s.finished_at,
+        s.error,
+        imb[0],
+        imb[1],
+        imb[2],
+        s.assigned_agent_id,
+        s.rank,
+        s.stamp,
+        s.holder,
+        s.contact_at,
+        s.entered_at,
+        s.due_at,
+    )
+
+
+def state_from(row: tuple[Any, ...] | Any) -> TestState:
+    """A ``TestState`` from a ``TEST_COLUMNS`` row; its spec is parsed only when read."""
+    s = TestState.__new__(TestState)
+    (
+        s.id,
+        phase,
+        s.version,
+        s.created_at,
+        s.created_by,
+        s.started_at,
+        s.finished_at,
+        s.error,
+        imb_at,
+        imb_rps,
+        imb_comment,
+        s.assigned_agent_id,
+        s.rank,
+        spec,
+        s.stamp,
+        s.holder,
+        s.contact_at,
+        s.entered_at,
+        s.due_at,
+    ) = row
+    s.phase = PHASES[phase]
+    s.imbalance = None if imb_at is None else (imb_at, imb_rps, imb_comment)
+    s._spec = None
+    s._spec_json = spec
+    return s
+
+
+def op_body(op: StopOperation) -> str:
+    return json.dumps(
+        {
+            "created_at": op.created_at,
+            "created_by": op.created_by,
+            "modified_at": op.modified_at,
+            "error": None if op.error is None else list(op.error),
+            "response": op.response,
+            "description": op.description,
+        },
+        separators=(",", ":"),
+    )
+
+
+def op_from(op_id: str, test_id: str, done: Any, body: str) -> StopOperation:
+    d = json.loads(body)
+    error = d["error"]
+    return StopOperation(
+        op_id,
+        test_id,
+        d["created_at"],
+        d["created_by"],
+        d["modified_at"],
+        bool(done),
+        None if error is None else (int(error[0]), str(error[1])),
+        d["response"],
+        d["description"],
+    )
+
+
+def record_row(r: LogRecord) -> tuple[Any, ...]:
+    """An event row without its ``seq`` (the database numbers it)."""
+    return (
+        r.test_id,
+        r.at,
+        r.actor,
+        r.event,
+        json.dumps(r.payload, separators=(",", ":"), sort_keys=True),
+        None if r.from_status is None else r.from_status.name,
+        None if r.to_status is None else r.to_status.name,
+        r.outcome.value,
+        r.reason,
+        r.version,
+    )
+
+
+def record_from(row: tuple[Any, ...] | Any) -> LogRecord:
+    seq, test_id, at, actor, event, payload, fs, ts, outcome, reason, version = row
+    return LogRecord(
+        seq,
+        test_id,
+        at,
+        actor,
+        event,
+        json.loads(payload),
+        None if fs is None else Status[fs],
+        None if ts is None else Status[ts],
+        Kind(outcome),
+        reason,
+        version,
+    )
