@@ -14,7 +14,8 @@ from loadtest_core._errors import InvalidArgument
 __all__ = ["MAX_TIME", "MIN_TIME", "check_time", "format_datetime", "format_time"]
 
 MIN_TIME = datetime(1, 1, 1, tzinfo=UTC).timestamp()
-MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC).timestamp()
+MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp()
+"""The last millisecond of 9999: a float this large keeps no finer fraction reliably."""
 
 
 def check_time(value: object, field: str) -> float:

@@ -1,0 +1,248 @@
+"""Liveness through the engine: contact, heartbeats, LOST and recovery, leases, deadlines."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest_core import (
+    AgentStatus,
+    Engine,
+    Kind,
+    ManualClock,
+    MemoryStore,
+    Policies,
+    Status,
+    StoreError,
+)
+from loadtest_core._store import Commit
+from tests.engine.conftest import EXACT, counter_ids, running, spec
+
+
+def lost(engine: Engine, clock: ManualClock, test_id: str) -> None:
+    clock.advance(engine.policies.lost_after + engine.policies.contact_interval)
+    engine.tick()
+    assert engine.state(test_id).status is Status.LOST
+
+
+def test_heartbeats_keep_a_recovered_test_alive(engine: Engine, clock: ManualClock) -> None:
+    """After LOST and a recovering poll, TESTING heartbeats alone keep the test RUNNING."""
+    test_id = running(engine)
+    lost(engine, clock, test_id)
+    engine.signal(test_id, "agent-1")
+    assert engine.state(test_id).status is Status.RUNNING
+    for _ in range(12):  # two minutes of heartbeats every 10 s and no job call at all
+        clock.advance(10)
+        engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+        engine.tick()
+    assert engine.state(test_id).status is Status.RUNNING
+
+
+def test_a_stopping_test_that_recovered_survives_a_slow_shutdown(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A stopped, lost, recovered test stays STOPPING while the agent only heartbeats for 60 s."""
+    test_id = running(engine)
+    engine.stop(test_id)
+    lost(engine, clock, test_id)
+    engine.signal(test_id, "agent-1")
+    assert engine.state(test_id).status is Status.STOPPING
+    for _ in range(6):
+        clock.advance(10)
+        engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+        engine.tick()
+    assert engine.state(test_id).status is Status.STOPPING
+    assert engine.claim(test_id, "agent-1", Status.STOPPED).kind is Kind.ACCEPTED
+
+
+def test_heartbeats_never_recover_a_lost_test(engine: Engine, clock: ManualClock) -> None:
+    """A heartbeat names no job: a LOST test stays LOST until a job-scoped call."""
+    test_id = running(engine)
+    lost(engine, clock, test_id)
+    version = engine.state(test_id).version
+    engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+    assert engine.state(test_id).status is Status.LOST
+    assert engine.state(test_id).version == version
+
+
+@pytest.mark.parametrize(
+    ("claimed", "kind", "status", "bump"),
+    [
+        (Status.DONE, Kind.ACCEPTED, Status.DONE, 1),
+        (Status.RUNNING, Kind.ACCEPTED, Status.RUNNING, 1),
+        (Status.FINISHING, Kind.ACCEPTED, Status.FINISHING, 1),
+        (Status.INITIATED, Kind.STALE, Status.LOST, 0),
+        (None, Kind.NOTED, Status.LOST, 0),
+    ],
+)
+def test_a_claim_on_a_lost_test_is_one_event(
+    engine: Engine,
+    clock: ManualClock,
+    claimed: Status | None,
+    kind: Kind,
+    status: Status,
+    bump: int,
+) -> None:
+    """A claim on a LOST test is decided by the LOST row: one record, at most one bump."""
+    test_id = running(engine)
+    lost(engine, clock, test_id)
+    before = engine.state(test_id).version
+    seq = engine.events()[-1].seq
+    outcome = engine.claim(test_id, "agent-1", claimed, "artifact upload failed")
+    assert (outcome.kind, outcome.status) == (kind, Status.LOST)
+    state = engine.state(test_id)
+    assert state.status is status and state.version == before + bump
+    records = engine.events(seq)
+    assert len(records) == 1 and records[0].from_status is Status.LOST
+
+
+def test_a_stale_claim_on_a_lost_test_does_not_keep_it_alive_as_recovery(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A stale claim leaves a LOST test LOST and its expiry deadline where it was."""
+    engine = Engine(clock=clock, policies=Policies(lost_after=10, lost_expiry=30, contact_every=0))
+    test_id = running(engine)
+    lost(engine, clock, test_id)
+    clock.advance(20)
+    engine.claim(test_id, "agent-1", Status.INITIATED)
+    clock.advance(10)
+    engine.tick()
+    assert engine.state(test_id).status is Status.FAILED
+
+
+def test_contact_is_written_at_most_once_per_contact_every(clock: ManualClock) -> None:
+    """Polls within contact_every write nothing; the first one after it writes the contact."""
+    engine = Engine(clock=clock, policies=Policies(lost_after=30, contact_every=3))
+    test_id = running(engine)
+    stamp = engine.state(test_id).stamp
+    for _ in range(5):
+        clock.advance(0.5)
+        engine.signal(test_id, "agent-1")
+    assert engine.state(test_id).stamp == stamp
+    clock.advance(0.6)
+    engine.signal(test_id, "agent-1")
+    state = engine.state(test_id)
+    assert state.stamp == stamp + 1 and state.contact_at == clock.now()
+
+
+def test_lost_comes_within_the_coalescing_window(clock: ManualClock) -> None:
+    """With contact_every=3 a silent test is RUNNING at 30 s of silence and LOST by 33 s."""
+    engine = Engine(clock=clock, policies=Policies(lost_after=30, contact_every=3))
+    test_id = running(engine)
+    clock.advance(2)
+    engine.signal(test_id, "agent-1")  # not written: the stored contact is 2 s old
+    clock.advance(30)
+    engine.tick()
+    assert engine.state(test_id).status is Status.RUNNING  # 30 s after the real last contact
+    clock.advance(1)
+    engine.tick()
+    assert engine.state(test_id).status is Status.LOST
+
+
+def test_polls_every_second_never_go_lost_with_coalescing(clock: ManualClock) -> None:
+    """An agent polling every second through ten minutes of ticks stays RUNNING."""
+    engine = Engine(clock=clock, policies=Policies(lost_after=30))
+    test_id = running(engine)
+    for _ in range(600):
+        clock.advance(1)
+        engine.signal(test_id, "agent-1")
+        engine.tick()
+    assert engine.state(test_id).status is Status.RUNNING
+
+
+def test_the_lease_lapses_only_without_any_sign_of_the_agent(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """Heartbeats (even READY_FOR_TEST) keep a hand-out; silence lets it go to another agent."""
+    engine.register_agent(agent_id="a1", labels={"pool": "x"})
+    engine.register_agent(agent_id="a2", labels={"pool": "x"})
+    test = engine.create(
+        {"configurations": [{"agent_selector": {"match_by_filter": 'labels.pool = "x"'}}]}
+    )
+    job = engine.next_job("a1")
+    assert job is not None and job.id == test.id
+    for _ in range(9):  # 90 s of preparation: no job call, only heartbeats
+        clock.advance(10)
+        engine.agent_heartbeat("a1", AgentStatus.PREPARING_TEST)
+        engine.tick()
+    assert engine.next_job("a2") is None
+    assert engine.claim(test.id, "a1", Status.INITIATED).kind is Kind.ACCEPTED
+
+    other = engine.create(
+        {"configurations": [{"agent_selector": {"match_by_filter": 'labels.pool = "x"'}}]}
+    )
+    assert engine.next_job("a1") is not None
+    clock.advance(31)
+    engine.tick()
+    job = engine.next_job("a2")
+    assert job is not None and job.id == other.id
+    assert engine.claim(other.id, "a1", Status.INITIATED).kind is Kind.CONFLICT
+
+
+def test_a_hand_out_survives_a_restart(clock: ManualClock) -> None:
+    """A new engine over the same store knows who holds a handed-out job."""
+    store = MemoryStore()
+    first = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test = first.create({"configurations": [{"agent_selector": {"anonymous_agent": True}}]})
+    assert first.next_job("anon-1") is not None
+    second = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    assert second.job_holder(test.id) == "anon-1"
+    assert second.next_job("anon-2") is None
+    assert second.claim(test.id, "anon-1", Status.INITIATED).kind is Kind.ACCEPTED
+
+
+def test_replicas_share_liveness(clock: ManualClock) -> None:
+    """Polls through one engine keep a test alive against another engine's ticker."""
+    store = MemoryStore()
+    a = Engine(store, clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    b = Engine(store, clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    test_id = running(a)
+    for _ in range(120):
+        clock.advance(5)
+        a.signal(test_id, "agent-1")
+        b.tick()
+    assert b.state(test_id).status is Status.RUNNING
+    assert [r.event for r in b.events()].count("lose") == 0
+    assert b.tests_with_tag("plan_id", "1") == []
+    tagged = a.create(spec("agent-2", tags=[{"key": "plan_id", "value": "7"}]))
+    assert b.tests_with_tag("plan_id", "7") == [tagged.id]
+    job = b.next_job("agent-2")
+    assert job is not None and job.id == tagged.id
+
+
+class _FailingOnce(MemoryStore):
+    """Fails the next commit that writes a LOST test, once."""
+
+    fail = True
+
+    def commit(self, change: Commit) -> None:
+        if self.fail and change.test is not None and change.test.status is Status.LOST:
+            self.fail = False
+            raise StoreError("disk I/O error (injected)")
+        super().commit(change)
+
+
+def test_a_failed_deadline_fires_on_a_later_tick(clock: ManualClock) -> None:
+    """A store error while firing LOST leaves the deadline due; the next tick fires it."""
+    store = _FailingOnce()
+    engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test_id = running(engine)
+    clock.advance(31)
+    with pytest.raises(StoreError, match="injected"):
+        engine.tick()
+    assert engine.state(test_id).status is Status.RUNNING
+    assert engine.next_deadline() is not None and engine.next_deadline() <= clock.now()  # type: ignore[operator]
+    clock.advance(1)
+    assert engine.tick() == 1
+    assert engine.state(test_id).status is Status.LOST
+
+
+def test_two_tickers_fire_one_deadline_once(clock: ManualClock) -> None:
+    """Two engines ticking over one store fire a due LOST exactly once."""
+    store = MemoryStore()
+    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test_id = running(a)
+    clock.advance(31)
+    assert a.tick() + b.tick() == 1
+    assert [r.event for r in a.events()].count("lose") == 1
+    assert a.state(test_id).status is Status.LOST
