@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from loadtest_core._lifecycle import Outcome, TestState
-from loadtest_core._status import ACTIVE, TERMINAL, Status
+from loadtest_core._status import ACTIVE, FINISHED, TERMINAL, Status
 from loadtest_core._table import Kind
 
 if TYPE_CHECKING:
     from loadtest_core._records import StopOperation
 
 __all__ = ["Violation", "check_operation", "check_state", "check_step"]
-
-_FINISHED = TERMINAL | {Status.DELETING}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +45,7 @@ def check_state(state: TestState) -> list[Violation]:
     created, started, finished_at = state.created_at, state.started_at, state.finished_at
     if status is Status.STATUS_UNSPECIFIED:
         out.append(Violation(1, state.id, "status is STATUS_UNSPECIFIED"))
-    finished = status in _FINISHED
+    finished = status in FINISHED
     if state.is_finished != finished or (finished_at is not None) != finished:
         out.append(Violation(2, state.id, f"{status.name} with finished_at={finished_at}"))
     if status is Status.CREATED and started is not None:
@@ -112,7 +110,7 @@ def check_step(before: TestState, after: TestState | None, outcome: Outcome) -> 
 def check_operation(op: StopOperation, state: TestState | None) -> list[Violation]:
     """Invariant 11 for one stop operation; ``state`` is None when the test is gone."""
     out: list[Violation] = []
-    finished = state is None or state.status in TERMINAL or state.status is Status.DELETING
+    finished = state is None or state.status in FINISHED
     if op.done != finished:
         status = "gone" if state is None else state.status.name
         out.append(
