@@ -1,4 +1,4 @@
-"""The ``loadtest-core`` command: ``serve``, ``simulate`` and ``diagram``.
+"""The ``loadtest-core`` command: ``serve``, ``cert``, ``simulate`` and ``diagram``.
 
 Each subcommand's flags live next to its code (``loadtest_core.server._cli``,
 ``loadtest_core.sim._cli``); those modules import their optional extras only
@@ -16,6 +16,10 @@ __all__ = ["main"]
 
 _COMMANDS = {
     "serve": ("loadtest_core.server._cli", "run the control plane: gRPC and HTTP over one engine"),
+    "cert": (
+        "loadtest_core.server._cert",
+        "write a self-signed certificate and key for serve --tls-cert/--tls-key",
+    ),
     "simulate": ("loadtest_core.sim._cli", "run a deterministic simulation of agents and users"),
 }
 

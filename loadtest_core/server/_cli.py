@@ -8,6 +8,8 @@ import sys
 
 ENV_USER = "LOADTEST_CORE_USER_TOKENS"
 ENV_AGENT = "LOADTEST_CORE_AGENT_TOKENS"
+ENV_TLS_CERT = "LOADTEST_CORE_TLS_CERT"
+ENV_TLS_KEY = "LOADTEST_CORE_TLS_KEY"
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -68,6 +70,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="allow every caller when no token is configured",
     )
     p.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help=f"PEM certificate: serve gRPC and HTTP over TLS (also ${ENV_TLS_CERT}; "
+        "needs --tls-key; `loadtest-core cert` makes one for localhost)",
+    )
+    p.add_argument(
+        "--tls-key",
+        default=None,
+        metavar="FILE",
+        help=f"PEM private key of --tls-cert, unencrypted (also ${ENV_TLS_KEY})",
+    )
+    p.add_argument(
         "--lost-after",
         type=_positive,
         default=30.0,
@@ -105,6 +120,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from loadtest_core.server._tls import TlsError, load_tls
+
+    try:
+        tls = load_tls(
+            args.tls_cert or os.environ.get(ENV_TLS_CERT) or None,
+            args.tls_key or os.environ.get(ENV_TLS_KEY) or None,
+        )
+    except TlsError as exc:
+        print(f"loadtest-core serve: {exc}", file=sys.stderr)
+        return 2
     try:
         from loadtest_core.server._serve import Options, serve
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -123,5 +148,6 @@ def run(args: argparse.Namespace) -> int:
         lost_after=args.lost_after,
         lost_expiry=args.lost_expiry,
         grace=args.grace,
+        tls=tls,
     )
     return serve(options)

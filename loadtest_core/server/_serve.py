@@ -24,6 +24,7 @@ import grpc
 from loadtest_core import Engine, MemoryStore, Policies, SqliteStore, TokenAuth
 from loadtest_core._store import Store
 from loadtest_core.grpc import add_aio_servicers
+from loadtest_core.server._tls import TlsFiles
 
 log = logging.getLogger("loadtest_core.server")
 
@@ -39,6 +40,7 @@ class Options:
     lost_after: float
     lost_expiry: float | None
     grace: float
+    tls: TlsFiles | None = None
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -116,7 +118,9 @@ def aio_server(
     return server
 
 
-def _http_server(engine: Engine, auth: TokenAuth, host: str, port: int) -> Any:
+def _http_server(
+    engine: Engine, auth: TokenAuth, host: str, port: int, tls: TlsFiles | None = None
+) -> Any:
     try:
         import uvicorn
 
@@ -125,7 +129,13 @@ def _http_server(engine: Engine, auth: TokenAuth, host: str, port: int) -> Any:
         _emit("http_disabled", reason=f"the http extra is not installed ({exc})")
         return None
     config = uvicorn.Config(
-        create_app(engine, auth), host=host, port=port, log_level="warning", lifespan="off"
+        create_app(engine, auth),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=None if tls is None else tls.cert_path,
+        ssl_keyfile=None if tls is None else tls.key_path,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="loadtest-core-http", daemon=True)
@@ -135,7 +145,7 @@ def _http_server(engine: Engine, auth: TokenAuth, host: str, port: int) -> Any:
     if not server.started:
         raise OSError(f"cannot serve HTTP on {host}:{port}")
     bound = server.servers[0].sockets[0].getsockname()
-    _emit("http_listening", address=f"{bound[0]}:{bound[1]}")
+    _emit("http_listening", address=f"{bound[0]}:{bound[1]}", tls=tls is not None)
     return server, thread
 
 
@@ -162,15 +172,19 @@ async def _serve(
     server = aio_server(engine, auth, handler)
     host, port = options.grpc
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if options.tls is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            creds = grpc.ssl_server_credentials([(options.tls.key, options.tls.cert)])
+            bound = server.add_secure_port(f"{host}:{port}", creds)
     except RuntimeError:
         bound = 0
     if bound == 0:
         _emit("error", message=f"cannot bind gRPC on {host}:{port}")
         return 1
     await server.start()
-    _emit("grpc_listening", address=f"{host}:{bound}", db=options.db)
-    http = None if options.http is None else _http_server(engine, auth, *options.http)
+    _emit("grpc_listening", address=f"{host}:{bound}", db=options.db, tls=options.tls is not None)
+    http = None if options.http is None else _http_server(engine, auth, *options.http, options.tls)
     ticker = Ticker(engine, options.lost_after / 4)
     ticker.start()
     done = asyncio.Event()
