@@ -7,6 +7,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_pb2
 from yandex.cloud.loadtesting.api.v1 import test_service_pb2
+from yandex.cloud.operation import operation_pb2
 
 from loadtest_core._time import MAX_TIME, MIN_TIME
 from tests.adapters.conftest import Grpc
@@ -15,7 +16,7 @@ from tests.adapters.test_grpc_api import JS, claim, code_of, running
 IMBALANCE = ["imbalance_point", "imbalance_ts", "imbalance_comment"]
 
 
-def update(g: Grpc, test_id: str, ts: int, rps: int = 10) -> agent_test_pb2.UpdateTestRequest:
+def update(g: Grpc, test_id: str, ts: int, rps: int = 10) -> operation_pb2.Operation:
     request = agent_test_pb2.UpdateTestRequest(
         test_id=test_id,
         imbalance_point=rps,
@@ -23,7 +24,8 @@ def update(g: Grpc, test_id: str, ts: int, rps: int = 10) -> agent_test_pb2.Upda
         imbalance_comment="q99",
         update_mask=field_mask_pb2.FieldMask(paths=IMBALANCE),
     )
-    return g.agent_tests.Update(request, metadata=g.agent())
+    op: operation_pb2.Operation = g.agent_tests.Update(request, metadata=g.agent())
+    return op
 
 
 @pytest.mark.parametrize("ts", [1_700_000_000_000, 2**62, -(2**62), 253_402_300_800])

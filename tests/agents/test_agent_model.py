@@ -7,13 +7,22 @@ make the real agent abandon its job).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from loadtest_core import Engine, ManualClock, MemoryStore, Policies, Status, TokenAuth
+from loadtest_core import (
+    Engine,
+    ManualClock,
+    MemoryStore,
+    Policies,
+    SqliteStore,
+    Status,
+    TokenAuth,
+)
 from tests.adapters.conftest import AGENT, USER, grpc_server
 from tests.agents._model import Agent, Killed, Plan, World
 from tests.engine.conftest import counter_ids
@@ -124,3 +133,43 @@ def test_an_idle_agent_polls_every_second_and_beats_every_ten(world: World, tmp_
     assert {c.code for c in gets} == {grpc.StatusCode.NOT_FOUND}
     assert 6 <= len(beats) <= 7
     assert {c.code for c in beats} == {grpc.StatusCode.OK}
+
+
+def test_slow_preparation_keeps_the_job(world: World, tmp_path: Path) -> None:
+    """A 45 s test-data download (> lost_after; READY_FOR_TEST beats only) keeps the job."""
+    agent = started(world, tmp_path)
+    test_id = world.create_test(agent_id=agent.agent_id, user_md=USER_MD)
+    job = agent.wait_for_job()
+    assert agent.run_job(job, Plan(download=45, shoot=10)) == "FINISHED"
+    assert not agent.stopped_by_server
+    assert agent.abandoning_answers() == []
+    assert world.status(test_id) is Status.DONE
+
+
+def test_serve_restart_between_hand_out_and_first_claim(tmp_path: Path) -> None:
+    """serve restarts on the same SQLite file while the agent downloads; the job stays its own."""
+    clock = ManualClock(1_700_000_000.0)
+    db = str(tmp_path / "serve.db")
+    auth = TokenAuth([USER], [AGENT])
+    ids = counter_ids()
+    policies = Policies(lost_after=LOST_AFTER)
+    with contextlib.ExitStack() as second:
+        with contextlib.ExitStack() as first:
+            engine = Engine(SqliteStore(db), clock=clock, policies=policies, ids=ids)
+            first.callback(engine.store.close)
+            port = first.enter_context(grpc_server("aio-offload", engine, auth))
+            channel = first.enter_context(grpc.insecure_channel(f"127.0.0.1:{port}"))
+            world = World(engine, clock, channel)
+            agent = started(world, tmp_path)
+            test_id = world.create_test(agent_id=agent.agent_id, user_md=USER_MD)
+            job = agent.wait_for_job()
+            world.sleep(5)  # downloading test data when serve goes down
+        restarted = Engine(SqliteStore(db), clock=clock, policies=policies, ids=ids)
+        second.callback(restarted.store.close)
+        port = second.enter_context(grpc_server("aio-offload", restarted, auth))
+        world.engine = restarted
+        world.connect(second.enter_context(grpc.insecure_channel(f"127.0.0.1:{port}")))
+        assert agent.run_job(job, Plan(shoot=10)) == "FINISHED"
+        assert not agent.stopped_by_server
+        assert agent.abandoning_answers() == []
+        assert world.status(test_id) is Status.DONE
