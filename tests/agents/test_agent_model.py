@@ -8,7 +8,6 @@ make the real agent abandon its job).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,7 +16,6 @@ import pytest
 from loadtest_core import (
     Engine,
     ManualClock,
-    MemoryStore,
     Policies,
     SqliteStore,
     Status,
@@ -25,23 +23,10 @@ from loadtest_core import (
 )
 from tests.adapters.conftest import AGENT, USER, grpc_server
 from tests.agents._model import Agent, Killed, Plan, World
+from tests.agents.conftest import LOST_AFTER
 from tests.engine.conftest import counter_ids
 
 USER_MD = (("authorization", f"Bearer {USER}"),)
-LOST_AFTER = 30.0
-
-
-@pytest.fixture
-def world() -> Iterator[World]:
-    clock = ManualClock(1_700_000_000.0)
-    engine = Engine(
-        MemoryStore(), clock=clock, policies=Policies(lost_after=LOST_AFTER), ids=counter_ids()
-    )
-    with (
-        grpc_server("aio", engine, TokenAuth([USER], [AGENT])) as port,
-        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
-    ):
-        yield World(engine, clock, channel)
 
 
 def started(world: World, tmp_path: Path) -> Agent:
