@@ -339,3 +339,46 @@ def test_cert_command_reports_an_unwritable_place(tmp_path: Path, capsys: Any) -
     assert code == 2
     assert "cannot write" in capsys.readouterr().err
     assert not cert.exists()
+
+
+AGENT_LIKE_CLIENT = """
+import sys
+import grpc
+from yandex.cloud.loadtesting.agent.v1 import (
+    agent_registration_service_pb2 as r,
+    agent_registration_service_pb2_grpc as rg,
+)
+
+channel = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())
+op = rg.AgentRegistrationServiceStub(channel).ExternalAgentRegister(
+    r.ExternalAgentRegisterRequest(folder_id="f", name="tank", agent_version="1.1.11"),
+    metadata=(("authorization", "Bearer a1"),),
+    timeout=20,
+)
+meta = r.ExternalAgentRegisterMetadata()
+op.metadata.Unpack(meta)
+print(meta.agent_instance_id)
+"""
+
+
+def test_default_roots_from_grpc_env_var_trust_serve(
+    tls_serve: tuple[Path, dict[str, Any]],
+) -> None:
+    """A client with gRPC's default roots, as the agent builds it, trusts serve via
+    GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, and cannot connect without it."""
+    cert, seen = tls_serve
+    port = seen["grpc"]["address"].rsplit(":", 1)[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_")}
+    command = [sys.executable, "-c", AGENT_LIKE_CLIENT, f"localhost:{port}"]
+    trusted = subprocess.run(
+        command,
+        env={**env, "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(cert)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert trusted.returncode == 0, trusted.stderr
+    assert trusted.stdout.strip().startswith("agent")
+    untrusted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert untrusted.returncode != 0
+    assert "UNAVAILABLE" in untrusted.stderr
