@@ -8,6 +8,11 @@ Then the first page of ``List`` (100 tests, newest first) over every test
 written, read through the store's keyset iteration, beside the whole-store sort
 it replaced (``sort_all``), median of 20 calls each.
 
+``--scale 10000,1000000`` then times the reads that must not grow with the
+store (first List page, a List matching nothing, a tag lookup, hand-outs, the
+first tick, an engine's start) over stores holding that many tests
+(``benchmarks/_scale.py``).
+
 Run: ``python benchmarks/engine.py --tests 2000 --json``
 """
 
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--synchronous", default="NORMAL", choices=("NORMAL", "FULL"))
+    ap.add_argument("--scale", default="", help="comma-separated store sizes for the read costs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rates: dict[str, list[float]] = {"memory": [], "sqlite": []}
@@ -105,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["target_met"] = result["sqlite_events_per_s"] >= 5000
     result["list_first_page"] = lists
+    if args.scale:
+        from _scale import scale
+
+        with tempfile.TemporaryDirectory() as tmp:
+            sizes = [int(x) for x in args.scale.split(",")]
+            result["scale"] = scale(sizes, Path(tmp))
     print(json.dumps(result) if args.json else "\n".join(f"{k:24} {v}" for k, v in result.items()))
     return 0
 

@@ -167,6 +167,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._tests: dict[str, TestState] = {}
         self._order: list[Key] = []
+        self._by_status: dict[Status, list[Key]] = {}
         self._due: list[tuple[float, str]] = []  # a heap; entries whose test moved on are stale
         self._pending: dict[tuple[str, str], list[Key]] = {}
         self._tagged: dict[tuple[str, str], dict[str, Key]] = {}
@@ -205,18 +206,39 @@ class MemoryStore:
                 if statuses is None or state.phase.status in statuses:
                     yield state
             return
+        if statuses is not None:
+            yield from self._newest_of(before, statuses)
+            return
         key = before
         while True:  # a chunk at a time, re-found by key: safe while tests come and go
             with self._lock:
                 end = len(self._order) if key is None else bisect.bisect_left(self._order, key)
                 chunk = self._order[max(0, end - _CHUNK) : end]
                 states = [self._tests[test_id] for _, test_id in reversed(chunk)]
-            for state in states:
-                if statuses is None or state.phase.status in statuses:
-                    yield state
+            yield from states
             if end <= _CHUNK:
                 return
             key = chunk[0]
+
+    def _newest_of(self, before: Key | None, statuses: frozenset[Status]) -> Iterator[TestState]:
+        """Newest first among the given statuses: a merge of their per-status key lists."""
+        key = before
+        while True:
+            with self._lock:
+                chunk: list[Key] = []
+                for status in statuses:
+                    keys = self._by_status.get(status, [])
+                    end = len(keys) if key is None else bisect.bisect_left(keys, key)
+                    chunk += keys[max(0, end - _CHUNK) : end]
+                chunk.sort(reverse=True)
+                chunk = chunk[:_CHUNK]
+                states = [self._tests[test_id] for _, test_id in chunk]
+            for state in states:
+                if state.phase.status in statuses:  # it may have moved on since
+                    yield state
+            if len(chunk) < _CHUNK:
+                return
+            key = chunk[-1]
 
     def commit(self, change: Commit) -> None:
         with self._lock:
@@ -275,6 +297,14 @@ class MemoryStore:
             del self._order[bisect.bisect_left(self._order, key)]
             for tag in _tags(state):
                 self._tagged.get(tag, {}).pop(test_id, None)
+        old_status = None if before is None else before.phase.status
+        new_status = None if after is None else after.phase.status
+        if old_status is not new_status:
+            if old_status is not None:
+                keys = self._by_status[old_status]
+                del keys[bisect.bisect_left(keys, key)]
+            if new_status is not None:
+                bisect.insort(self._by_status.setdefault(new_status, []), key)
         was = None if before is None else _pending_key(before)
         now = None if after is None else _pending_key(after)
         if was != now:
@@ -372,11 +402,7 @@ class MemoryStore:
 
     def count_by_status(self) -> dict[Status, int]:
         with self._lock:
-            out: dict[Status, int] = {}
-            for state in self._tests.values():
-                status = state.phase.status
-                out[status] = out.get(status, 0) + 1
-            return out
+            return {status: len(keys) for status, keys in self._by_status.items() if keys}
 
     # --- log, operations, agents ------------------------------------------------------
 

@@ -45,6 +45,16 @@ def test_engine_benchmark_measures_both_stores_and_the_list_page() -> None:
     assert set(r["list_first_page"]) == {"memory", "sqlite"}
 
 
+def test_engine_benchmark_times_the_reads_at_each_store_size() -> None:
+    """engine.py --scale reports every read over each store at each size asked for."""
+    r = run("engine.py", "--tests", "20", "--repeat", "1", "--scale", "200,400")
+    for store in ("memory", "sqlite"):
+        sizes = [row["stored_tests"] for row in r["scale"][store]]
+        assert sizes == [200, 400]
+        for row in r["scale"][store]:
+            assert row["list_no_match_ms"] >= 0 and row["next_job_hit_ms"] >= 0
+
+
 def test_http_benchmark_serves_every_request() -> None:
     """http_stop.py sends the requests it was asked for and reports their percentiles."""
     r = run("http_stop.py", "--requests", "100")

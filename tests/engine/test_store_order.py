@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest_core import Commit, MemoryStore, SqliteStore, TestState, _rows, _sqlite
+from loadtest_core import Commit, MemoryStore, SqliteStore, Status, TestState, _rows, _sqlite
 from loadtest_core._store import Store
 
 
@@ -154,3 +154,27 @@ def test_list_pages_over_a_store_without_newest_first_reads() -> None:
     assert not hasattr(old.store, "iter_tests_newest")
     assert [len(p) for p in pages(old)] == [7, 7, 7, 4]
     assert pages(old) == pages(new)
+
+
+def test_newest_by_status_matches_a_filtered_scan(store: Store) -> None:
+    """Reading newest first among some statuses equals filtering the full newest-first read."""
+    from loadtest_core._table import PHASES
+
+    rng = random.Random(11)
+    names = ["CREATED", "RUNNING", "DONE", "LOST@RUNNING", "STOPPED"]
+    for n in range(700):
+        state = TestState(f"t{n:04d}", float(rng.randrange(200)))
+        state.stamp = 1
+        store.commit(Commit(state.id, 0, state))
+        moved = state.copy()
+        moved.phase = PHASES[rng.choice(names)]
+        moved.stamp = 2
+        store.commit(Commit(state.id, 1, moved))
+    everything = list(store.iter_tests_newest())
+    for chosen in ({Status.DONE}, {Status.CREATED, Status.LOST}, {Status.FAILED}):
+        wanted = frozenset(chosen)
+        expected = [(s.created_at, s.id) for s in everything if s.status in wanted]
+        assert _keys(store.iter_tests_newest(statuses=wanted)) == expected
+        cut = (100.0, "t0350")
+        below = [k for k in expected if k < cut]
+        assert _keys(store.iter_tests_newest(cut, statuses=wanted)) == below
