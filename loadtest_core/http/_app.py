@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -123,7 +123,8 @@ def parse_plans(raw: bytes, max_plans: int) -> list[int]:
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the body is not JSON: {exc.msg} at character {exc.pos}") from None
     except ValueError as exc:  # e.g. an integer past the interpreter's digit limit
-        raise BadRequest(f"the body is not acceptable JSON: {str(exc)[:120]}") from None
+        reason = str(exc).split(":")[0][:100]
+        raise BadRequest(f"the body holds a value this endpoint cannot read: {reason}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     if "plans" not in body:
@@ -173,11 +174,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(f"the body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut by the server's body timeout: nobody reads this
+        raise BadRequest("the connection closed before the body was complete") from None
     return b"".join(chunks)
 
 

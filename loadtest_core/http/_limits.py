@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HardenedProtocol", "HttpLimits", "refusal"]
+__all__ = ["HardenedProtocol", "HttpLimits", "refusal", "uvicorn_config"]
 
 log = logging.getLogger("loadtest_core.http")
 
@@ -87,6 +87,10 @@ def refusal(status: int, code: str, message: str) -> bytes:
 class _Refuse(Exception):
     """Raised from a parser callback to stop parsing and answer with ``refusal(*args)``."""
 
+
+# After a refusal, what is read and dropped before the connection is closed anyway.
+_LINGER_BYTES = 1 << 20
+_LINGER_SECONDS = 1.0
 
 # Where a connection is in its current request.
 _IDLE, _HEAD, _BODY, _WAIT = "idle", "head", "body", "wait"
@@ -137,9 +141,11 @@ class HardenedProtocol(HttpToolsProtocol):
         self._phase = _HEAD
         self._head_bytes = 0
         self._url_bytes = 0
+        self._field_bytes = 0
         self._fields = 0
         self._timer: asyncio.TimerHandle | None = None
         self._done = False
+        self._draining = 0
 
     # --- connection -----------------------------------------------------------
 
@@ -185,7 +191,19 @@ class HardenedProtocol(HttpToolsProtocol):
             json.dumps(f"{self.client[0]}:{self.client[1]}" if self.client else ""),
         )
         self.transport.write(refusal(status, code, message))
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after the answer, reading (and dropping) what the client still sends a moment.
+
+        Closing with unread bytes makes the kernel send a reset, which destroys the
+        answer in flight: a client still streaming a huge header would never see its 431.
+        """
+        self._draining = _LINGER_BYTES
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.flow.resume_reading()
+        self._timer = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
     # --- timers ---------------------------------------------------------------
 
@@ -196,7 +214,7 @@ class HardenedProtocol(HttpToolsProtocol):
 
     def _await_head(self) -> None:
         self._phase = _HEAD
-        self._head_bytes = self._url_bytes = self._fields = 0
+        self._head_bytes = self._url_bytes = self._field_bytes = self._fields = 0
         self._cancel_timer()
         self._timer = self.loop.call_later(self._limits.header_timeout, self._head_late)
         self.gate.wait(self)
@@ -218,6 +236,10 @@ class HardenedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._done:
+            self._draining -= len(data)
+            if self._draining < 0 and not self.transport.is_closing():
+                self._cancel_timer()
+                self.transport.close()
             return
         self._unset_keepalive_if_required()
         if self._phase == _IDLE:
@@ -269,6 +291,11 @@ class HardenedProtocol(HttpToolsProtocol):
         if self._fields > self._limits.max_headers:
             limit = self._limits.max_headers
             raise _Refuse(431, "REQUEST_TOO_LARGE", f"more than {limit} header fields")
+        self._field_bytes += len(name) + len(value) + 4
+        if self._url_bytes + self._field_bytes > self._limits.max_header_bytes:
+            limit = self._limits.max_header_bytes
+            message = f"the request line and headers are larger than {limit} bytes"
+            raise _Refuse(431, "REQUEST_TOO_LARGE", message)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -289,8 +316,30 @@ class HardenedProtocol(HttpToolsProtocol):
             self._done = True  # answered before the body was read: do not read the rest
             self._cancel_timer()
             self.gate.leave(self)
-            self.transport.close()
+            self._linger()
+            return
         super().on_response_complete()
         if self._phase == _WAIT and not self.transport.is_closing():
             self._phase = _IDLE
             self.gate.wait(self)
+
+
+def uvicorn_config(app: Any, *, host: str, port: int, limits: HttpLimits, **extra: Any) -> Any:
+    """A ``uvicorn.Config`` serving ``app`` with ``HardenedProtocol`` and ``limits``."""
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "log_level": "warning",
+        "lifespan": "off",
+        "access_log": False,
+        "ws": "none",
+        **extra,
+    }
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=HardenedProtocol.with_limits(limits),
+        timeout_keep_alive=limits.keep_alive,  # type: ignore[arg-type]
+        **options,
+    )
