@@ -194,10 +194,12 @@ class HardenedProtocol(HttpToolsProtocol):
         self._linger()
 
     def _linger(self) -> None:
-        """Close after the answer, reading (and dropping) what the client still sends a moment.
+        """Close a moment after the answer, reading (and dropping) some of what still comes.
 
         Closing with unread bytes makes the kernel send a reset, which destroys the
-        answer in flight: a client still streaming a huge header would never see its 431.
+        answer in flight: a client still streaming a huge header would never see its
+        431. So the answer is followed by end-of-stream, up to 1 MiB is read and
+        dropped, then reading pauses, and the connection closes after a second.
         """
         self._draining = _LINGER_BYTES
         if self.transport.can_write_eof():
@@ -238,8 +240,7 @@ class HardenedProtocol(HttpToolsProtocol):
         if self._done:
             self._draining -= len(data)
             if self._draining < 0 and not self.transport.is_closing():
-                self._cancel_timer()
-                self.transport.close()
+                self.transport.pause_reading()  # enough dropped: let the kernel buffers fill
             return
         self._unset_keepalive_if_required()
         if self._phase == _IDLE:

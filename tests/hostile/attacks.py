@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -133,7 +135,7 @@ def answer(raw: bytes) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
         return status, None, headers
 
 
-def stop_request(plans: list[int] | bytes, *, token: str = USER, keep_alive: bool = True) -> bytes:
+def stop_request(plans: list[int] | bytes, *, token: str = USER, keep_alive: bool = False) -> bytes:
     body = plans if isinstance(plans, bytes) else json.dumps({"plans": plans}).encode()
     connection = "" if keep_alive else "Connection: close\r\n"
     return (
@@ -223,48 +225,46 @@ async def slowloris_body(port: int, connections: int, seconds: float, every: flo
     return list(await asyncio.gather(*(one() for _ in range(connections))))
 
 
-async def stream_until_closed(
-    port: int, head: bytes, filler: bytes, limit: int
-) -> tuple[int, bytes]:
-    """Send ``head`` then ``filler`` repeatedly (up to ``limit`` bytes) until the server closes.
+def stream_until_closed(port: int, head: bytes, filler: bytes, limit: int) -> tuple[int, bytes]:
+    """Send ``head`` then ``filler`` (up to ``limit`` bytes) while reading, until answered.
 
-    Returns the bytes sent and the server's answer.
+    Returns the bytes sent and the server's answer. Reads and writes are
+    interleaved (select), as a client must to see an answer sent mid-upload.
     """
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sent = 0
-    answer = b""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setblocking(False)
+    pending, sent, got = head, 0, b""
+    deadline = time.monotonic() + 10
     try:
-        writer.write(head)
-        sent += len(head)
-        while sent < limit:
-            writer.write(filler)
-            sent += len(filler)
-            await writer.drain()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0):
-                    answer += await reader.read(65536)
-            if answer:
-                break
-    except ConnectionError:
+        while time.monotonic() < deadline:
+            want_write = [sock] if sent < limit and not got else []
+            readable, writable, _ = select.select([sock], want_write, [], 1.0)
+            if readable:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            if writable:
+                n = sock.send(pending)
+                sent += n
+                pending = pending[n:] or filler
+    except OSError:
         pass
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        async with asyncio.timeout(5):
-            while chunk := await reader.read(65536):
-                answer += chunk
-    writer.close()
-    return sent, answer
+    finally:
+        sock.close()
+    return sent, got
 
 
-async def huge_header(port: int, size: int) -> tuple[int, bytes]:
+def huge_header(port: int, size: int) -> tuple[int, bytes]:
     """One header value of up to ``size`` bytes, never finished."""
-    return await stream_until_closed(
+    return stream_until_closed(
         port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Huge: ", b"a" * 65536, size
     )
 
 
-async def huge_url(port: int, size: int) -> tuple[int, bytes]:
+def huge_url(port: int, size: int) -> tuple[int, bytes]:
     """A request line whose URL grows to ``size`` bytes, never finished."""
-    return await stream_until_closed(port, b"GET /", b"a" * 65536, size)
+    return stream_until_closed(port, b"GET /", b"a" * 65536, size)
 
 
 async def flood(port: int, connections: int, hold: float) -> tuple[int, int]:

@@ -100,7 +100,7 @@ def test_slowloris_bodies_are_cut_at_the_body_timeout(edge: Serve) -> None:
 def test_huge_header_is_refused_once_past_the_cap(edge: Serve) -> None:
     """A never-ending header gets 431 and the connection is closed within a few reads of the cap."""
     before = edge.rss_kib()
-    sent, raw = asyncio.run(huge_header(edge.http_port, 64 << 20))
+    sent, raw = huge_header(edge.http_port, 64 << 20)
     refused(raw, 431, "REQUEST_TOO_LARGE")
     assert sent < 16 << 20
     assert edge.rss_kib() - before < 32 << 10
@@ -109,7 +109,7 @@ def test_huge_header_is_refused_once_past_the_cap(edge: Serve) -> None:
 
 def test_huge_url_is_refused_once_past_the_cap(edge: Serve) -> None:
     """A never-ending URL gets 414 and the connection is closed."""
-    sent, raw = asyncio.run(huge_url(edge.http_port, 64 << 20))
+    sent, raw = huge_url(edge.http_port, 64 << 20)
     refused(raw, 414, "REQUEST_TOO_LARGE")
     assert sent < 16 << 20
 
