@@ -66,7 +66,8 @@ def settled(edge: Serve) -> int:
 
 def create(channel: grpc.Channel, description: str = "", agent: str = "tank") -> str:
     stub = test_service_pb2_grpc.TestServiceStub(channel)
-    request = test_service_pb2.CreateTestRequest(test_details={"description": description})
+    request = test_service_pb2.CreateTestRequest()
+    request.test_details.description = description
     request.configurations.add().agent_selector.agent_id = agent
     op: Any = stub.Create(request, metadata=USER_MD, timeout=10)
     meta = test_service_pb2.CreateTestMetadata()

@@ -70,9 +70,8 @@ def test_unusable_db_path_exits_2_with_one_line(kind: str, tmp_path: Path) -> No
 
 def create(channel: grpc.Channel, plan: int) -> str:
     stub = test_service_pb2_grpc.TestServiceStub(channel)
-    request = test_service_pb2.CreateTestRequest(
-        test_details={"tags": [{"key": "plan_id", "value": str(plan)}]}
-    )
+    request = test_service_pb2.CreateTestRequest()
+    request.test_details.tags.add(key="plan_id", value=str(plan))
     request.configurations.add().agent_selector.agent_id = f"agent-{plan}"
     op: Any = stub.Create(request, metadata=USER_MD, timeout=30)
     meta = test_service_pb2.CreateTestMetadata()
