@@ -15,9 +15,9 @@ protocol that adds them, and answers every refusal in the
   byte (of the connection, for the first request) and its body within
   ``body_timeout`` of its headers → 408 and the connection is closed;
 - at most ``max_connections`` are open: a new one past the cap evicts the
-  connection that has waited longest for a request (idle keep-alive or
-  unfinished headers, slowloris first), or is refused with 503 when every
-  connection is busy;
+  connection that has waited longest for its headers (a slowloris), else the
+  longest-idle keep-alive one, or is refused with 503 when every connection
+  is busy with a request;
 - a malformed request (bad request line, NUL in a header, a non-numeric
   Content-Length, Content-Length with chunked) → 400 ``INVALID_REQUEST``;
 - a response sent before the request body was read (a 401, a body over the
@@ -97,32 +97,38 @@ _IDLE, _HEAD, _BODY, _WAIT = "idle", "head", "body", "wait"
 
 
 class _Gate:
-    """The connections of one server: how many are open, and which wait for a request."""
+    """The connections of one server: how many are open, and which wait for a request.
+
+    Eviction takes the connection that has waited longest for its headers (a
+    slowloris first), then the longest-idle keep-alive connection.
+    """
 
     def __init__(self, limits: HttpLimits) -> None:
         self.limits = limits
         self.open: set[HardenedProtocol] = set()
-        self.waiting: OrderedDict[HardenedProtocol, None] = OrderedDict()
+        self.heads: OrderedDict[HardenedProtocol, None] = OrderedDict()
+        self.idle: OrderedDict[HardenedProtocol, None] = OrderedDict()
 
     def admit(self, proto: HardenedProtocol) -> bool:
         if len(self.open) >= self.limits.max_connections:
-            victim = next(iter(self.waiting), None)
+            victim = next(iter(self.heads), None) or next(iter(self.idle), None)
             if victim is None:
                 return False
             victim.evict()
         self.open.add(proto)
         return True
 
-    def wait(self, proto: HardenedProtocol) -> None:
-        self.waiting[proto] = None
-        self.waiting.move_to_end(proto)
+    def wait(self, proto: HardenedProtocol, *, idle: bool = False) -> None:
+        self.busy(proto)
+        (self.idle if idle else self.heads)[proto] = None
 
     def busy(self, proto: HardenedProtocol) -> None:
-        self.waiting.pop(proto, None)
+        self.heads.pop(proto, None)
+        self.idle.pop(proto, None)
 
     def leave(self, proto: HardenedProtocol) -> None:
         self.open.discard(proto)
-        self.waiting.pop(proto, None)
+        self.busy(proto)
 
 
 class HardenedProtocol(HttpToolsProtocol):
@@ -322,7 +328,7 @@ class HardenedProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self._phase == _WAIT and not self.transport.is_closing():
             self._phase = _IDLE
-            self.gate.wait(self)
+            self.gate.wait(self, idle=True)
 
 
 def uvicorn_config(app: Any, *, host: str, port: int, limits: HttpLimits, **extra: Any) -> Any:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -52,8 +53,18 @@ class Serve:
 
 
 @contextlib.contextmanager
-def serve(tmp: Path, *flags: str, db: str | None = None) -> Iterator[Serve]:
-    """Start ``serve`` on ephemeral loopback ports; SIGTERM it (then SIGKILL) at the end."""
+def serve(
+    tmp: Path, *flags: str, db: str | None = None, nofile: int | None = None
+) -> Iterator[Serve]:
+    """Start ``serve`` on ephemeral loopback ports; SIGTERM it (then SIGKILL) at the end.
+
+    ``nofile`` caps the process's open files (as a small machine's default 1,024 would).
+    """
+
+    def limit_files() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     stderr = tmp / f"serve-{time.monotonic_ns()}.err"
     with stderr.open("w") as sink:
         proc = subprocess.Popen(
@@ -78,6 +89,7 @@ def serve(tmp: Path, *flags: str, db: str | None = None) -> Iterator[Serve]:
             stderr=sink,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=limit_files,
         )
     try:
         seen: dict[str, str] = {}
