@@ -86,3 +86,25 @@ def test_grpc_options_carry_the_limits() -> None:
     assert options["grpc.max_send_message_length"] > 1000
     assert options["grpc.max_concurrent_streams"] == 3
     assert options["grpc.max_connection_idle_ms"] == 2500
+
+
+def test_long_strings_convert_exactly_as_parse_dict_would() -> None:
+    """A test with long strings everywhere converts to the same message as ParseDict gives."""
+    from google.protobuf import json_format
+    from yandex.cloud.loadtesting.api.v1.test import test_pb2
+
+    from loadtest_core import Test
+    from loadtest_core.grpc import from_proto, to_proto
+
+    proto = test_pb2.Test(id="t1")
+    proto.details.description = "d" * 100_000
+    proto.details.name = "n" * 5000
+    proto.details.tags.add(key="k" * 5000, value="v" * 6000)
+    config = proto.configurations.add()
+    config.config_id = "c" * 5000
+    config.agent_selector.agent_id = "a" * 5000
+    config.files["f" * 5000].object_storage.bucket = "b" * 5000
+    model = from_proto(Test, proto)
+    slow = test_pb2.Test()
+    json_format.ParseDict(model.to_data(), slow)
+    assert to_proto(model) == slow == proto
