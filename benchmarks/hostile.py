@@ -92,6 +92,7 @@ class Probes:
         self.s, self.test_id = s, test_id
         self.times: dict[str, list[float]] = {"healthz": [], "http_stop": [], "grpc_stop": []}
         self.errors: dict[str, int] = dict.fromkeys(self.times, 0)
+        self.first_error: dict[str, str] = {}
         self.stop = asyncio.Event()
 
     async def healthz(self) -> None:
@@ -134,8 +135,9 @@ class Probes:
                 try:
                     await stub.Stop(request, metadata=USER_MD, timeout=30)  # type: ignore[misc]
                     ok = True
-                except grpc.RpcError:
+                except grpc.RpcError as exc:
                     ok = False
+                    self.first_error.setdefault("grpc_stop", f"{exc.code()}: {exc.details()}")
                 self._record("grpc_stop", ok, t0)
                 await asyncio.sleep(0.02)
 
@@ -163,6 +165,8 @@ class Probes:
         for name, times in self.times.items():
             p99 = round(percentile(times, 0.99) * 1000, 2) if times else None
             entry: dict[str, Any] = {"n": len(times), "errors": self.errors[name], "p99_ms": p99}
+            if name in self.first_error:
+                entry["first_error"] = self.first_error[name]
             if unloaded is not None and p99 is not None and unloaded[name]["p99_ms"]:
                 entry["p99_vs_unloaded"] = round(p99 / unloaded[name]["p99_ms"], 2)
             out[name] = entry
@@ -298,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"seconds": args.seconds, "nofile": args.nofile, "attacks": {}}
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "hostile.db")
-        with serve(Path(tmp), db=db, nofile=args.nofile) as s:
+        # the probes' test stays STOPPING: no agent contact must make it LOST meanwhile
+        with serve(Path(tmp), "--lost-after", "86400", db=db, nofile=args.nofile) as s:
             test_id = prepare(s)
             probes = Probes(s, test_id)
             asyncio.run(probes.run(min(args.seconds, 10.0), None))
