@@ -27,10 +27,10 @@ class GrpcLimits:
     - ``handshake``: seconds a new connection has to complete its HTTP/2 handshake.
     """
 
-    max_message: int = 1 << 20
+    max_message: int = (4 << 20) - HEADROOM
     max_metadata: int = 8 << 10
     max_streams: int = 64
-    max_rpcs: int = 256
+    max_rpcs: int = 64
     max_connections: int = 256
     idle: float = 300.0
     handshake: float = 10.0

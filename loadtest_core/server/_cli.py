@@ -54,10 +54,10 @@ HTTP_LIMITS: list[_Limit] = [
     ("--http-max-body", "max_body", _count, 65536, "request body, bytes"),
 ]
 GRPC_LIMITS: list[_Limit] = [
-    ("--grpc-max-message", "max_message", _count, 1 << 20, "request message, bytes"),
+    ("--grpc-max-message", "max_message", _count, 4128768, "request message, bytes"),
     ("--grpc-max-metadata", "max_metadata", _count, 8 << 10, "request metadata, bytes"),
     ("--grpc-max-streams", "max_streams", _count, 64, "concurrent calls a connection"),
-    ("--grpc-max-rpcs", "max_rpcs", _count, 256, "concurrent calls in all"),
+    ("--grpc-max-rpcs", "max_rpcs", _count, 64, "concurrent calls in all"),
     ("--grpc-max-connections", "max_connections", _count, 256, "open connections"),
     ("--grpc-idle", "idle", _positive, 300.0, "seconds a connection with no call stays open"),
     ("--grpc-handshake", "handshake", _positive, 10.0, "seconds to complete a handshake"),
