@@ -34,22 +34,26 @@ def _child(kind: str, tests: int, conn: Connection) -> None:
         return
     engine = Engine(MemoryStore(keep_log=False))
     auth = TokenAuth([USER], [AGENT])
-    ids = _prepare(engine, tests, plans=kind == "http")
+    ids = _prepare(engine, tests, plans=kind.startswith("http"))
     if kind in ("grpc", "grpc-sync"):
         _grpc_child(kind, engine, auth, ids, conn)
         return
-    import uvicorn
-
     from loadtest_core.http import create_app
 
-    config = uvicorn.Config(
-        create_app(engine, auth),
-        host="127.0.0.1",
-        port=0,
-        log_level="error",
-        lifespan="off",
-        access_log=False,
-    )
+    app = create_app(engine, auth)
+    if kind in ("http-hypercorn", "http-granian"):
+        _asyncio_http_child(kind, app, ids, conn)
+        return
+    import uvicorn
+
+    if kind == "http":  # serve's: uvicorn with the hardened httptools protocol and its limits
+        from loadtest_core.http import HttpLimits, uvicorn_config
+
+        config = uvicorn_config(app, host="127.0.0.1", port=0, limits=HttpLimits())
+    else:  # "http-uvicorn": uvicorn as serve ran it before the limits (httptools, no limits)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="error", lifespan="off", access_log=False
+        )
     userver = uvicorn.Server(config)
     thread = threading.Thread(target=userver.run, daemon=True)
     thread.start()
@@ -59,6 +63,63 @@ def _child(kind: str, tests: int, conn: Connection) -> None:
     conn.recv()
     userver.should_exit = True
     thread.join(5)
+    conn.send(None)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _asyncio_http_child(kind: str, app: Any, ids: list[str], conn: Connection) -> None:
+    """Hypercorn or granian (embedded) on the child's event loop, for the side-by-side table.
+
+    Neither is a dependency: ``pip install hypercorn granian`` to measure them.
+    """
+    import asyncio
+    import logging
+
+    logging.disable(logging.WARNING)
+    port = _free_port()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        if kind == "http-hypercorn":
+            from hypercorn.asyncio import serve
+            from hypercorn.config import Config
+
+            config = Config()
+            config.bind = [f"127.0.0.1:{port}"]
+            config.accesslog = None
+            task = asyncio.ensure_future(serve(app, config, shutdown_trigger=stop.wait))
+        else:
+            from granian.constants import Interfaces
+            from granian.server.embed import Server
+
+            server = Server(app, address="127.0.0.1", port=port, interface=Interfaces.ASGINL)
+            task = asyncio.ensure_future(server.serve())
+        for _ in range(500):  # until it accepts connections
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.01)
+        conn.send((port, ids))
+        while not conn.poll():
+            await asyncio.sleep(0.1)
+        conn.recv()
+        if kind == "http-hypercorn":
+            stop.set()
+        else:
+            server.stop()  # type: ignore[no-untyped-call]
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
     conn.send(None)
 
 

@@ -19,6 +19,7 @@ from loadtest_core._errors import (
     PermissionDenied,
     Rejected,
     StoreError,
+    StoreUnavailable,
     Unauthenticated,
     Unsupported,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "StopTestMetadata",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "Summary",
     "SystemClock",
     "TERMINAL",

@@ -71,6 +71,23 @@ _ACCEPTED = Kind.ACCEPTED
 _UNCHANGED = Kind.UNCHANGED
 _CREATED = Status.CREATED
 _TICK_BATCH = 256
+_SPEC_CACHE_BYTES = 8 << 20  # the spec cache's bound: 8 MiB of specs (estimated), 4,096 entries
+
+
+def _spec_size(data: Any) -> int:
+    """An upper-bound-ish estimate of a spec's memory: its strings plus 64 bytes a value."""
+    if isinstance(data, str):
+        return 64 + len(data)
+    if isinstance(data, dict):
+        return 64 + sum(64 + len(k) + _spec_size(v) for k, v in data.items())
+    if isinstance(data, list):
+        return 64 + sum(_spec_size(v) for v in data)
+    return 64
+
+
+def _json_size(test: Test) -> int:
+    return len(test.to_json())
+
 
 Listener = Callable[[LogRecord], None]
 """Called with every log record once it is committed (accepted events and rejections)."""
@@ -103,6 +120,7 @@ class Engine:
         self._last_now = 0.0
         self._listeners: list[Listener] = []
         self._spec_cache: dict[int, tuple[TestSpec, dict[str, Any]]] = {}
+        self._spec_cache_bytes = 0
 
     # --- time and listeners -------------------------------------------------------
 
@@ -327,10 +345,15 @@ class Engine:
         hit = self._spec_cache.get(id(spec))
         if hit is not None and hit[0] is spec:
             return hit[1]
-        if len(self._spec_cache) >= 4096:
-            self._spec_cache.clear()
         data = spec.to_data()
+        size = _spec_size(data)
+        if size > _SPEC_CACHE_BYTES // 64:
+            return data  # a large spec is rarely shared: never let one pin megabytes
+        if len(self._spec_cache) >= 4096 or self._spec_cache_bytes + size > _SPEC_CACHE_BYTES:
+            self._spec_cache.clear()
+            self._spec_cache_bytes = 0
         self._spec_cache[id(spec)] = (spec, data)
+        self._spec_cache_bytes += size
         return data
 
     def get(self, test_id: str) -> Test:
@@ -351,6 +374,26 @@ class Engine:
             raise Rejected(outcome)
         assert op is not None, outcome
         return operation_model(op)
+
+    def stop_unfinished(self, test_ids: Iterable[str], *, principal: str = "") -> int:
+        """Stop each test that is not finished; how many are now stopping or stopped.
+
+        A batch stop's path (``POST /stop/execution``): each test is read first, and
+        an unknown or finished one is skipped with no rejection record, a STOPPING
+        one counts with no write, so retrying a batch of finished plans costs reads.
+        """
+        count = 0
+        for test_id in test_ids:
+            state = self.store.get_test(test_id) if type(test_id) is str else None
+            if state is None or state.status in FINISHED:
+                continue
+            if state.status is not Status.STOPPING:
+                try:
+                    self.stop(test_id, principal=principal)
+                except (Rejected, NotFound):  # it finished or went since the read
+                    continue
+            count += 1
+        return count
 
     def get_operation(self, operation_id: str) -> Operation:
         check_id(operation_id, "operation_id")
@@ -382,8 +425,16 @@ class Engine:
         folder_id: str | None = None,
         page_size: int = 0,
         page_token: str = "",
+        max_bytes: int | None = None,
+        size_of: Callable[[Test], int] | None = None,
     ) -> tuple[list[Test], str]:
-        """One page of tests, newest first, and the token of the next page ("" at the end)."""
+        """One page of tests, newest first, and the token of the next page ("" at the end).
+
+        With ``max_bytes`` a page also stops before the test that would take its
+        size past ``max_bytes`` (each test measured by ``size_of``, by default its
+        JSON length), so a page of large tests is shorter and has a next token
+        instead of outgrowing a message; a page always holds at least one test.
+        """
         query = parse_test_filter(filter)
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 0:
             raise InvalidArgument("page_size: must be a non-negative integer", field="page_size")
@@ -391,7 +442,10 @@ class Engine:
         fingerprint = hashlib.sha256(f"{query}\x00{folder_id}".encode()).hexdigest()[:16]
         after = decode_token(page_token, fingerprint) if page_token else None
         statuses, tag = hints(query)
+        measure = _json_size if size_of is None else size_of
         page: list[TestState] = []
+        snapshots: list[Test] = []
+        used = 0
         more = False
         for state in newest(self.store, after, statuses, tag):
             if folder_id is not None and folder_of(state) != folder_id:
@@ -401,8 +455,17 @@ class Engine:
             if len(page) == size:
                 more = True
                 break
+            if max_bytes is not None:
+                snapshot = self.snapshot(state)
+                used += measure(snapshot)
+                if page and used > max_bytes:
+                    more = True
+                    break
+                snapshots.append(snapshot)
             page.append(state)
         token = encode_token((page[-1].created_at, page[-1].id), fingerprint) if more else ""
+        if max_bytes is not None:
+            return snapshots, token
         return [self.snapshot(s) for s in page], token
 
     def tests_with_tag(self, key: str, value: str) -> list[str]:

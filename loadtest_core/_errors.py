@@ -11,6 +11,7 @@ Every error the library raises on purpose is a :class:`LoadtestError`::
     ├── Rejected                     the lifecycle refused the event (carries the outcome)
     ├── Aborted                      concurrent updates won every retry
     └── StoreError                   the store failed; nothing was written
+        ├── StoreUnavailable         the store cannot make writes durable now
         └── VersionConflict          (in ``_store``) a compare-and-set lost its race
 
 The core knows no wire: each adapter maps these classes to its own codes in
@@ -33,6 +34,7 @@ __all__ = [
     "PermissionDenied",
     "Rejected",
     "StoreError",
+    "StoreUnavailable",
     "Unauthenticated",
     "Unsupported",
 ]
@@ -84,3 +86,11 @@ class Aborted(LoadtestError):
 
 class StoreError(LoadtestError):
     """The store failed; the change was not written."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot make a write durable now (its file is gone, read-only, or locked).
+
+    Nothing was acknowledged; the same call may succeed once an operator fixes the
+    store. Adapters map it in their own tables (gRPC UNAVAILABLE, HTTP 503).
+    """

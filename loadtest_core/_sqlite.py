@@ -15,14 +15,16 @@ timeout), never readers (WAL).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 
-from loadtest_core._errors import StoreError
+from loadtest_core._errors import StoreError, StoreUnavailable
 from loadtest_core._lifecycle import TestState
 from loadtest_core._models import TestSpec
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
@@ -172,8 +174,26 @@ _EVENT_COLUMNS = (
 )
 
 
+# SQLite primary result codes that mean the file cannot take writes now: BUSY, LOCKED,
+# READONLY, IOERR, FULL, CANTOPEN, NOTADB. The call may succeed once an operator acts.
+_UNAVAILABLE_CODES = frozenset({5, 6, 8, 10, 13, 14, 26})
+
+
+def _store_error(message: str, exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    kind = StoreUnavailable if code in _UNAVAILABLE_CODES else StoreError
+    return kind(f"{message}: {exc}")
+
+
 class SqliteStore:
-    """The durable store (see the module docstring)."""
+    """The durable store (see the module docstring).
+
+    A write is acknowledged only if the file it went to is still the one opened
+    at start, at its path and writable: a database file removed, replaced or
+    made read-only while serving makes every write raise ``StoreUnavailable``
+    (``probe`` says the same without writing), never an acknowledgement that a
+    restart would lose.
+    """
 
     def __init__(
         self,
@@ -192,25 +212,33 @@ class SqliteStore:
         self._local = threading.local()
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._all_lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None
         self._migrate()
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
 
     # --- connections ------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
+            # Once the file exists, later connections must not create a new one in its place.
+            target, uri = self.path, False
+            if self._identity is not None:
+                target, uri = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=rw", True
             try:
                 db = sqlite3.connect(
-                    self.path,
+                    target,
                     isolation_level=None,
                     check_same_thread=False,
                     timeout=self._busy_ms / 1000,
+                    uri=uri,
                 )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self._synchronous}")
                 db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot open {self.path}: {exc}") from exc
+                raise _store_error(f"cannot open {self.path}", exc) from exc
             self._local.db = db
             with self._all_lock:
                 # Threads come and go (anyio retires idle workers): close what dead ones left.
@@ -227,22 +255,46 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"store read failed: {exc}") from exc
 
+    def probe(self) -> None:
+        """Raise ``StoreUnavailable`` unless the opened file is at its path and writable.
+
+        A stat, no SQL: it answers at once while another process holds the write lock.
+        """
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"{self.path}: {exc.strerror or exc}") from None
+        if self._identity is not None and (st.st_dev, st.st_ino) != self._identity:
+            raise StoreUnavailable(f"{self.path}: replaced by another file since it was opened")
+        # root may write anywhere: a file with no write bit was made read-only on purpose
+        if not os.access(self.path, os.W_OK) or not st.st_mode & 0o222:
+            raise StoreUnavailable(f"{self.path}: read-only")
+
     def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
-        """Run ``work`` in one BEGIN IMMEDIATE transaction; roll back on any error."""
+        """Run ``work`` in one BEGIN IMMEDIATE transaction; roll back on any error.
+
+        The file is probed inside the transaction before writing and again after
+        the commit, so a write to a file that is gone is reported, not acknowledged.
+        """
         db = self._db()
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot begin a transaction: {exc}") from exc
+            raise _store_error("cannot begin a transaction", exc) from exc
         try:
+            if self._identity is not None:
+                self.probe()
             work(db)
             db.execute("COMMIT")
         except BaseException as exc:
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"store write failed: {exc}") from exc
+                raise _store_error("store write failed", exc) from exc
             raise
+        if self._identity is not None:
+            self.probe()
 
     def _migrate(self) -> None:
         def work(db: sqlite3.Connection) -> None:

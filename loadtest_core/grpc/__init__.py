@@ -7,6 +7,14 @@ nothing here regenerates them.
 from __future__ import annotations
 
 from loadtest_core.grpc._convert import from_proto, operation_to_proto, to_proto
+from loadtest_core.grpc._limits import GrpcLimits
 from loadtest_core.grpc._servicers import add_aio_servicers, add_servicers
 
-__all__ = ["add_aio_servicers", "add_servicers", "from_proto", "operation_to_proto", "to_proto"]
+__all__ = [
+    "GrpcLimits",
+    "add_aio_servicers",
+    "add_servicers",
+    "from_proto",
+    "operation_to_proto",
+    "to_proto",
+]

@@ -75,12 +75,50 @@ def set_timestamp(proto: Any, when: datetime) -> None:
     proto.nanos = delta.microseconds * 1000
 
 
+_LONG = 4096
+
+
+def _lift_long_strings(data: Any, path: tuple[Any, ...], out: list[tuple[Any, ...]]) -> Any:
+    """``data`` with every string over 4 KiB emptied; ``out`` gets (path..., string) for each.
+
+    ``ParseDict`` scans each string with a regular expression for lone
+    surrogates while holding the GIL (about 100 ms a MiB): a large test would
+    stall every other call. Long strings are checked with a C-speed encode
+    instead and set on the message directly.
+    """
+    if isinstance(data, str):
+        if len(data) <= _LONG:
+            return data
+        data.encode("utf-8")  # a lone surrogate raises, as ParseDict would refuse it
+        out.append((*path, data))
+        return ""
+    if isinstance(data, dict):
+        return {k: _lift_long_strings(v, (*path, k), out) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_lift_long_strings(v, (*path, i), out) for i, v in enumerate(data)]
+    return data
+
+
+def _set_path(proto: Any, path: tuple[Any, ...]) -> None:
+    *steps, last, value = path
+    target = proto
+    for step in steps:  # a message's field by name; a repeated field's or map's item by key
+        target = getattr(target, step) if hasattr(target, "DESCRIPTOR") else target[step]
+    if hasattr(target, "DESCRIPTOR"):
+        setattr(target, last, value)
+    else:
+        target[last] = value
+
+
 def to_proto(model: Message) -> Any:
     """The protobuf message for a model (Operation: see ``operation_to_proto``)."""
     if isinstance(model, Operation):
         return operation_to_proto(model)
     proto = PROTO_OF[type(model)]()
-    json_format.ParseDict(model.to_data(), proto)
+    long: list[tuple[Any, ...]] = []
+    json_format.ParseDict(_lift_long_strings(model.to_data(), (), long), proto)
+    for path in long:
+        _set_path(proto, path)
     return proto
 
 

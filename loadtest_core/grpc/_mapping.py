@@ -17,6 +17,7 @@ from loadtest_core import (
     SignalKind,
     Status,
     StoreError,
+    StoreUnavailable,
     Unauthenticated,
     Unsupported,
 )
@@ -80,6 +81,7 @@ ERROR_CODES: dict[type[LoadtestError], tuple[grpc.StatusCode, str]] = {
     Rejected: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
     Aborted: (grpc.StatusCode.ABORTED, "ABORTED"),
     StoreError: (grpc.StatusCode.INTERNAL, "STORE_ERROR"),
+    StoreUnavailable: (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"),
 }
 
 

@@ -8,16 +8,21 @@ UNIMPLEMENTED. Each call logs one JSON line: method, code, duration, peer.
 Service methods take ``(request, call)`` and raise on failure; ``add_servicers``
 (``grpc.server``) and ``add_aio_servicers`` (``grpc.aio.server``) wrap the very
 same methods, so both servers answer identically.
+
+Requests reach the handlers as bytes: the bearer token is checked before the
+message is parsed, so a caller without a token never gets its bytes decoded
+(UNAUTHENTICATED), and bytes that are not the request message are
+INVALID_ARGUMENT with the RPC's log line, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
 import time
-import types
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -27,6 +32,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.any_pb2 import Any as AnyProto
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from yandex.cloud.loadtesting.agent.v1 import (
@@ -54,6 +60,7 @@ from loadtest_core import (
     TokenAuth,
 )
 from loadtest_core.grpc._convert import operation_to_proto, set_timestamp, to_proto
+from loadtest_core.grpc._limits import GrpcLimits
 from loadtest_core.grpc._mapping import AGENT_STATUS, CLAIM_CODE, JOB_STATUS, SIGNAL, grpc_error
 
 __all__ = ["add_aio_servicers", "add_servicers"]
@@ -100,6 +107,7 @@ class Call:
 
 
 Method = Callable[[Any, Any, Call], Any]
+Decode = Callable[[bytes], Any]
 
 
 def rpc(role: Role) -> Callable[[F], F]:
@@ -112,10 +120,23 @@ def rpc(role: Role) -> Callable[[F], F]:
     return mark
 
 
-def invoke(servicer: _Base, method: Method, role: Role, request: Any, call: Call) -> Any:
-    """Auth, the method, and its error as an ``_Abort``: the part both servers share."""
+def invoke(
+    servicer: _Base, method: Method, role: Role, decode: Decode, raw: bytes, call: Call
+) -> Any:
+    """Auth, then parsing, then the method, and its error as an ``_Abort``.
+
+    The part both servers share; the request is parsed only once the token is good.
+    """
     try:
         call.principal = servicer.auth.authenticate(call.metadata("authorization"), role)
+        try:
+            request = decode(raw)
+        except (DecodeError, ValueError, RecursionError):
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the request is not a valid message of this RPC",
+                "INVALID_ARGUMENT",
+            ) from None
         return method(servicer, request, call)
     except LoadtestError as exc:
         code, reason = grpc_error(exc)
@@ -148,13 +169,15 @@ def _log_line(name: str, outcome: Any, started: float, peer: str, sink: RpcLog |
         sink(line)
 
 
-def _sync_handler(servicer: _Base, method: Method, role: Role) -> Callable[..., Any]:
+def _sync_handler(
+    servicer: _Base, method: Method, role: Role, decode: Decode
+) -> Callable[..., Any]:
     name = f"{type(servicer).__name__}.{method.__name__}"
 
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+    def handler(raw: bytes, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         call = Call(context)
-        outcome = invoke(servicer, method, role, request, call)
+        outcome = invoke(servicer, method, role, decode, raw, call)
         _log_line(name, outcome, started, call.peer, servicer.rpc_log)
         if isinstance(outcome, _Abort):
             context.abort_with_status(_status(outcome.code, outcome.message, outcome.reason))
@@ -164,20 +187,20 @@ def _sync_handler(servicer: _Base, method: Method, role: Role) -> Callable[..., 
 
 
 def _aio_handler(
-    servicer: _Base, method: Method, role: Role, offload: bool
+    servicer: _Base, method: Method, role: Role, decode: Decode, *, offload: bool
 ) -> Callable[..., Awaitable[Any]]:
     name = f"{type(servicer).__name__}.{method.__name__}"
 
-    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         call = Call(context)
         if offload:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(
-                None, invoke, servicer, method, role, request, call
+                None, invoke, servicer, method, role, decode, raw, call
             )
         else:
-            outcome = invoke(servicer, method, role, request, call)
+            outcome = invoke(servicer, method, role, decode, raw, call)
         _log_line(name, outcome, started, call.peer, servicer.rpc_log)
         if isinstance(outcome, _Abort):
             status = _status(outcome.code, outcome.message, outcome.reason)
@@ -196,45 +219,91 @@ async def _aio_unimplemented(request: Any, context: grpc.aio.ServicerContext[Any
     await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
 
+Register = Callable[[Any, Any], None]
+Wrap = Callable[[Method, Role, Decode], Callable[..., Any]]
+
+
+class _Capture:
+    """Stands in for a server so a generated ``add_*_to_server`` shows its method handlers."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.handlers: dict[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        for handler in handlers:  # generated code of grpcio < 1.62 registers only these
+            if not self.handlers:
+                self.name = handler.service_name()
+                self.handlers = dict(handler._method_handlers)
+
+    def add_registered_method_handlers(self, name: str, handlers: Any) -> None:
+        self.name, self.handlers = name, dict(handlers)
+
+
+class _Blank:
+    """A servicer whose every RPC is None: enough for ``_Capture`` to read the handlers."""
+
+    def __getattr__(self, name: str) -> None:
+        return None
+
+
+def _generated(register: Register) -> tuple[str, dict[str, Any]]:
+    """The service name and the generated handlers (request parser, reply writer) per RPC."""
+    capture = _Capture()
+    register(_Blank(), capture)
+    return capture.name, capture.handlers
+
+
 class _Base:
     """A service: its RPC methods take ``(request, call)``; the generated base lists every RPC."""
 
     generated: type
 
     def __init__(
-        self, engine: Engine, auth: TokenAuth, ops: _DoneOperations, rpc_log: RpcLog | None
+        self,
+        engine: Engine,
+        auth: TokenAuth,
+        ops: _DoneOperations,
+        rpc_log: RpcLog | None,
+        limits: GrpcLimits,
     ) -> None:
         self.engine = engine
         self.auth = auth
         self.ops = ops
         self.rpc_log = rpc_log
+        self.limits = limits
 
-    def _shell(self, wrap: Callable[[Method, Role], Callable[..., Any]], missing: Any) -> Any:
-        """An object with one handler per RPC of the generated servicer, for ``register``."""
-        shell = types.SimpleNamespace()
-        for rpc_name in vars(self.generated):
-            if rpc_name.startswith("_"):
-                continue
+    def register(self, server: Any, register: Register, wrap: Wrap, missing: Any) -> None:
+        """Add this service to ``server`` with handlers that take the request as bytes."""
+        name, generated = _generated(register)
+        handlers: dict[str, Any] = {}
+        for rpc_name, spec in generated.items():
             method = getattr(type(self), rpc_name, None)
             role = getattr(method, "rpc_role", None)
-            handler = missing if method is None or role is None else wrap(method, role)
-            setattr(shell, rpc_name, handler)
-        return shell
-
-    def sync_servicer(self) -> Any:
-        return self._shell(lambda m, r: _sync_handler(self, m, r), _unimplemented)
-
-    def aio_servicer(self, offload: bool) -> Any:
-        return self._shell(lambda m, r: _aio_handler(self, m, r, offload), _aio_unimplemented)
+            decode: Decode = spec.request_deserializer or bytes
+            handler = missing if method is None or role is None else wrap(method, role, decode)
+            handlers[rpc_name] = grpc.unary_unary_rpc_method_handler(
+                handler, request_deserializer=None, response_serializer=spec.response_serializer
+            )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+        registered = getattr(server, "add_registered_method_handlers", None)
+        if registered is not None:
+            registered(name, handlers)
 
 
 class _DoneOperations:
-    """Operations finished at once (create, delete, registration), kept for OperationService.Get."""
+    """Operations finished at once (create, delete, registration), kept for OperationService.Get.
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self._ops: OrderedDict[str, Any] = OrderedDict()
+    The newest are kept, at most ``limit`` of them and ``max_bytes`` of their
+    serialized size: a burst of large creates cannot pin their tests in memory.
+    """
+
+    def __init__(self, limit: int = 10_000, max_bytes: int = 16 << 20) -> None:
+        self._ops: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._limit = limit
+        self._max_bytes = max_bytes
+        self.bytes = 0
 
     def add(self, description: str, principal: str, metadata: Any, response: Any) -> Any:
         now = datetime.now(UTC)
@@ -248,15 +317,21 @@ class _DoneOperations:
         set_timestamp(op.modified_at, now)
         op.metadata.Pack(metadata)
         op.response.Pack(response)
+        size = op.ByteSize()
         with self._lock:
-            self._ops[op.id] = op
-            while len(self._ops) > self._limit:
-                self._ops.popitem(last=False)
+            self._ops[op.id] = (op, size)
+            self.bytes += size
+            while len(self._ops) > self._limit or self.bytes > self._max_bytes:
+                self.bytes -= self._ops.popitem(last=False)[1][1]
         return op
+
+    def __len__(self) -> int:
+        return len(self._ops)
 
     def get(self, op_id: str) -> Any:
         with self._lock:
-            return self._ops.get(op_id)
+            found = self._ops.get(op_id)
+        return None if found is None else found[0]
 
 
 def _test(test: Test) -> Any:
@@ -296,14 +371,23 @@ class TestService(_Base):
 
     @rpc(Role.USER)
     def List(self, request: Any, call: Call) -> Any:
+        """A page never outgrows a reply: fewer large tests, and a next token."""
+        protos: dict[str, Any] = {}
+
+        def size_of(test: Test) -> int:
+            proto = protos[test.id] = _test(test)
+            return int(proto.ByteSize()) + 8  # its field tag and length in the page
+
         tests, token = self.engine.list_tests(
             filter=request.filter,
             folder_id=request.folder_id or None,
             page_size=request.page_size,
             page_token=request.page_token,
+            max_bytes=self.limits.max_reply - 4096,  # the token and framing
+            size_of=size_of,
         )
         return test_service_pb2.ListTestsResponse(
-            tests=[_test(t) for t in tests], next_page_token=token
+            tests=[protos[t.id] for t in tests], next_page_token=token
         )
 
 
@@ -476,16 +560,27 @@ _SERVICES: tuple[tuple[type[_Base], Callable[[Any, Any], None]], ...] = (
 
 
 def add_servicers(
-    server: grpc.Server, engine: Engine, auth: TokenAuth, *, rpc_log: RpcLog | None = None
+    server: grpc.Server,
+    engine: Engine,
+    auth: TokenAuth,
+    *,
+    rpc_log: RpcLog | None = None,
+    limits: GrpcLimits | None = None,
 ) -> None:
     """Register every servicer of the Yandex API and agent protocol on ``server``.
 
     Each RPC's JSON line goes to ``rpc_log`` if given, else to the
-    ``loadtest_core.grpc`` logger at INFO.
+    ``loadtest_core.grpc`` logger at INFO. ``limits`` sizes List pages to its
+    reply limit; the server's own options (``limits.options()``) are the
+    caller's to set when it builds the server.
     """
+    limits = GrpcLimits() if limits is None else limits
     ops = _DoneOperations()
     for service, register in _SERVICES:
-        register(service(engine, auth, ops, rpc_log).sync_servicer(), server)
+        servicer = service(engine, auth, ops, rpc_log, limits)
+        servicer.register(
+            server, register, functools.partial(_sync_handler, servicer), _unimplemented
+        )
 
 
 def add_aio_servicers(
@@ -495,6 +590,7 @@ def add_aio_servicers(
     *,
     offload: bool | None = None,
     rpc_log: RpcLog | None = None,
+    limits: GrpcLimits | None = None,
 ) -> None:
     """``add_servicers`` for a ``grpc.aio`` server, sharing every method with it.
 
@@ -505,6 +601,13 @@ def add_aio_servicers(
     """
     if offload is None:
         offload = not isinstance(engine.store, MemoryStore)
+    limits = GrpcLimits() if limits is None else limits
     ops = _DoneOperations()
     for service, register in _SERVICES:
-        register(service(engine, auth, ops, rpc_log).aio_servicer(offload), server)
+        servicer = service(engine, auth, ops, rpc_log, limits)
+        servicer.register(
+            server,
+            register,
+            functools.partial(_aio_handler, servicer, offload=offload),
+            _aio_unimplemented,
+        )

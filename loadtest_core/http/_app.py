@@ -16,11 +16,18 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from loadtest_core import Engine, NotFound, Rejected, Role, TokenAuth
+from loadtest_core import (
+    Engine,
+    LoadtestError,
+    MemoryStore,
+    Role,
+    StoreUnavailable,
+    TokenAuth,
+)
 from loadtest_core._auth import bearer_token, principal_of
 from loadtest_core.http._openapi import openapi
 
@@ -28,6 +35,21 @@ __all__ = ["PlanResolver", "TagPlanResolver", "create_app"]
 
 log = logging.getLogger("loadtest_core.http")
 MAX_ID = 2**63 - 1
+
+# The one table from core errors to HTTP answers; anything else is a 500.
+ERROR_STATUS: dict[type[LoadtestError], tuple[int, str, str]] = {
+    StoreUnavailable: (503, "SERVICE_UNAVAILABLE", "the store cannot take writes; try again later"),
+}
+_INTERNAL = (500, "INTERNAL_SERVER_ERROR", "an unexpected error occurred")
+
+
+def http_error_of(exc: BaseException) -> tuple[int, str, str]:
+    """Status, code and message for an error raised while serving a request."""
+    for cls in type(exc).__mro__:
+        found = ERROR_STATUS.get(cls)
+        if found is not None:
+            return found
+    return _INTERNAL
 
 
 class PlanResolver(Protocol):
@@ -100,6 +122,9 @@ def parse_plans(raw: bytes, max_plans: int) -> list[int]:
         raise BadRequest("the body is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the body is not JSON: {exc.msg} at character {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer past the interpreter's digit limit
+        reason = str(exc).split(":")[0][:100]
+        raise BadRequest(f"the body holds a value this endpoint cannot read: {reason}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     if "plans" not in body:
@@ -124,21 +149,18 @@ def parse_plans(raw: bytes, max_plans: int) -> list[int]:
 def stop_plans(
     engine: Engine, resolver: PlanResolver, plans: list[int], principal: str
 ) -> list[dict[str, Any]]:
-    """Stop every non-terminal test of each plan; per-plan failures as envelope errors."""
+    """Stop every non-terminal test of each plan; per-plan failures as envelope errors.
+
+    ``Engine.stop_unfinished`` reads each test first: a finished one is skipped
+    with no rejection row, so retrying a batch of finished plans costs reads only.
+    """
     errors: list[dict[str, Any]] = []
     for plan in plans:
         test_ids = resolver.tests_for_plan(engine, plan)
         if not test_ids:
             errors.append(_error("NOT_FOUND", f"plan {plan} has no tests", plan))
             continue
-        stopped = 0
-        for test_id in test_ids:
-            try:
-                engine.stop(test_id, principal=principal)
-            except (Rejected, NotFound):
-                continue
-            stopped += 1
-        if not stopped:
+        if not engine.stop_unfinished(test_ids, principal=principal):
             errors.append(_error("ACTION_NOT_AVAILABLE", f"plan {plan} is not running", plan))
     return errors
 
@@ -152,11 +174,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise BadRequest(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(f"the body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or cut by the server's body timeout: nobody reads this
+        raise BadRequest("the connection closed before the body was complete") from None
     return b"".join(chunks)
 
 
@@ -181,10 +206,21 @@ def create_app(
     max_body: int = 65536,
     max_plans: int = 1000,
     inline_plans: int = 16,
+    offload: bool | None = None,
 ) -> Starlette:
-    """The ASGI application serving ``/stop/execution``, ``/openapi.json`` and ``/healthz``."""
+    """The ASGI application serving ``/stop/execution``, ``/openapi.json`` and ``/healthz``.
+
+    ``offload`` runs the engine on the threadpool; by default whenever the store
+    may block (anything but a ``MemoryStore``), so one slow store call never
+    stalls the event loop and ``/healthz``. Over a ``MemoryStore`` batches of up
+    to ``inline_plans`` plans run inline (a thread hop costs more than the stops).
+    """
     plans_of: PlanResolver = TagPlanResolver() if resolver is None else resolver
     unauthorized = {"WWW-Authenticate": "Bearer"}
+    if offload is None:
+        offload = not isinstance(engine.store, MemoryStore)
+    inline = 0 if offload else inline_plans
+    probe: Callable[[], None] | None = getattr(engine.store, "probe", None)
 
     async def stop_execution(request: Request) -> Response:
         token = bearer_token(request.headers.get("authorization"))
@@ -202,7 +238,7 @@ def create_app(
             return envelope(400, [_error("INVALID_REQUEST", exc.message)])
         principal = principal_of(token)
         try:
-            if len(plans) <= inline_plans:  # a few short commits: cheaper than a thread hop
+            if len(plans) <= inline:  # a few short in-memory commits: cheaper than a thread hop
                 errors = stop_plans(engine, plans_of, plans, principal)
             else:
                 errors = await run_in_threadpool(stop_plans, engine, plans_of, plans, principal)
@@ -211,6 +247,13 @@ def create_app(
         return envelope(200, errors or None)
 
     async def healthz(request: Request) -> Response:
+        """ok, or 503 in the envelope when the store cannot take writes (a stat, no SQL)."""
+        if probe is not None:
+            try:
+                probe()
+            except StoreUnavailable as exc:
+                status, code, _ = http_error_of(exc)
+                return envelope(status, [_error(code, exc.message)])
         return JSONResponse({"status": "ok"})
 
     async def openapi_json(request: Request) -> Response:
@@ -223,8 +266,12 @@ def create_app(
         return envelope(exc.status_code, [_error(code, str(exc.detail))], exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected failure", exc_info=exc)
-        return envelope(500, [_error("INTERNAL_SERVER_ERROR", "an unexpected error occurred")])
+        status, code, message = http_error_of(exc)
+        if status == 500:
+            log.exception("unexpected failure", exc_info=exc)
+        else:
+            log.warning("%s: %s", code, exc)
+        return envelope(status, [_error(code, message)])
 
     handlers: dict[Any, Callable[..., Any]] = {
         HTTPException: http_error,

@@ -11,6 +11,9 @@ CODES = [
     "NOT_FOUND",
     "ACTION_NOT_AVAILABLE",
     "METHOD_NOT_ALLOWED",
+    "SERVICE_UNAVAILABLE",
+    "REQUEST_TOO_LARGE",
+    "REQUEST_TIMEOUT",
 ]
 
 
@@ -104,6 +107,11 @@ def openapi(max_body: int, max_plans: int) -> dict[str, Any]:
                             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
                         },
                         "500": answer("INTERNAL_SERVER_ERROR", "Failure"),
+                        "503": answer(
+                            "SERVICE_UNAVAILABLE: the store cannot take writes now, "
+                            "or too many connections; retry later",
+                            "Failure",
+                        ),
                     },
                 }
             },
@@ -121,7 +129,10 @@ def openapi(max_body: int, max_plans: int) -> dict[str, Any]:
                                     }
                                 }
                             },
-                        }
+                        },
+                        "503": answer(
+                            "SERVICE_UNAVAILABLE: the store cannot take writes", "Failure"
+                        ),
                     },
                 }
             },

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 ENV_USER = "LOADTEST_CORE_USER_TOKENS"
 ENV_AGENT = "LOADTEST_CORE_AGENT_TOKENS"
@@ -27,6 +29,49 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0")
     return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+_Limit = tuple[str, str, Callable[[str], Any], object, str]
+# (flag, HttpLimits/GrpcLimits field, parser, default shown in --help, what it limits).
+# The defaults live in the limit classes; tests check that these agree with them.
+HTTP_LIMITS: list[_Limit] = [
+    ("--http-max-header-bytes", "max_header_bytes", _count, 16384, "request line + headers, bytes"),
+    ("--http-max-headers", "max_headers", _count, 64, "header fields a request"),
+    ("--http-header-timeout", "header_timeout", _positive, 10.0, "seconds to send the headers"),
+    ("--http-body-timeout", "body_timeout", _positive, 10.0, "seconds to send the body"),
+    ("--http-keep-alive", "keep_alive", _positive, 5.0, "seconds an idle connection stays open"),
+    ("--http-max-connections", "max_connections", _count, 256, "open connections"),
+    ("--http-max-body", "max_body", _count, 65536, "request body, bytes"),
+]
+GRPC_LIMITS: list[_Limit] = [
+    ("--grpc-max-message", "max_message", _count, 4128768, "request message, bytes"),
+    ("--grpc-max-metadata", "max_metadata", _count, 8 << 10, "request metadata, bytes"),
+    ("--grpc-max-streams", "max_streams", _count, 64, "concurrent calls a connection"),
+    ("--grpc-max-rpcs", "max_rpcs", _count, 64, "concurrent calls in all"),
+    ("--grpc-max-connections", "max_connections", _count, 256, "open connections"),
+    ("--grpc-idle", "idle", _positive, 300.0, "seconds a connection with no call stays open"),
+    ("--grpc-handshake", "handshake", _positive, 10.0, "seconds to complete a handshake"),
+]
+
+
+def _limit_values(args: argparse.Namespace, table: list[_Limit]) -> dict[str, Any]:
+    """The limits given on the command line, by field name (the rest keep their defaults)."""
+    out = {}
+    for flag, field, _, _, _ in table:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            out[field] = value
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,6 +148,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="time for in-flight calls at shutdown (default 5)",
     )
+    for title, table in (("HTTP limits", HTTP_LIMITS), ("gRPC limits", GRPC_LIMITS)):
+        group = p.add_argument_group(title)
+        for flag, _, parse, default, what in table:
+            metavar = "SECONDS" if parse is _positive else "N"
+            group.add_argument(
+                flag, type=parse, default=None, metavar=metavar, help=f"{what} (default {default})"
+            )
 
 
 def _tokens(flags: list[str], env: str) -> list[str]:
@@ -131,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"loadtest-core serve: {exc}", file=sys.stderr)
         return 2
     try:
+        from loadtest_core.grpc import GrpcLimits
         from loadtest_core.server._serve import Options, serve
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         print(
@@ -149,5 +202,7 @@ def run(args: argparse.Namespace) -> int:
         lost_expiry=args.lost_expiry,
         grace=args.grace,
         tls=tls,
+        grpc_limits=GrpcLimits(**_limit_values(args, GRPC_LIMITS)),
+        http_limits=_limit_values(args, HTTP_LIMITS),
     )
     return serve(options)

@@ -13,17 +13,27 @@ import contextlib
 import io
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 
-from loadtest_core import Engine, MemoryStore, Policies, SqliteStore, TokenAuth
+from loadtest_core import (
+    Engine,
+    MemoryStore,
+    Policies,
+    SqliteStore,
+    StoreError,
+    StoreUnavailable,
+    TokenAuth,
+)
 from loadtest_core._store import Store
-from loadtest_core.grpc import add_aio_servicers
+from loadtest_core.grpc import GrpcLimits, add_aio_servicers
 from loadtest_core.server._tls import TlsFiles
 
 log = logging.getLogger("loadtest_core.server")
@@ -41,6 +51,9 @@ class Options:
     lost_expiry: float | None
     grace: float
     tls: TlsFiles | None = None
+    grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
+    http_limits: dict[str, Any] = field(default_factory=dict)
+    """``HttpLimits`` fields; a dict so that serve runs without the http extra."""
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -106,34 +119,68 @@ def log_to(fd: int) -> BatchedLogHandler:
 
 
 def aio_server(
-    engine: Engine, auth: TokenAuth, handler: BatchedLogHandler | None = None
+    engine: Engine,
+    auth: TokenAuth,
+    handler: BatchedLogHandler | None = None,
+    limits: GrpcLimits | None = None,
 ) -> grpc.aio.Server:
     """The gRPC server of ``serve`` (also what benchmarks/grpc_stop.py measures).
 
-    With ``handler``, each RPC's line goes straight into its buffer.
+    With ``handler``, each RPC's line goes straight into its buffer; ``limits``
+    become the server's options, enforced by the gRPC core.
     """
-    server = grpc.aio.server()
+    limits = GrpcLimits() if limits is None else limits
+    server = grpc.aio.server(options=limits.options(), maximum_concurrent_rpcs=limits.max_rpcs)
     sink = None if handler is None else handler.write_line
-    add_aio_servicers(server, engine, auth, rpc_log=sink)
+    add_aio_servicers(server, engine, auth, rpc_log=sink, limits=limits)
     return server
 
 
+def open_store(db: str) -> Store:
+    """The store ``--db`` names; ``StoreUnavailable`` says in one line why it cannot be used."""
+    if db == ":memory:":
+        return MemoryStore()
+    path = Path(db)
+    parent = path.parent
+    if path.is_dir():
+        raise StoreUnavailable(f"--db {db}: is a directory, not a database file")
+    if not parent.is_dir():
+        raise StoreUnavailable(f"--db {db}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreUnavailable(f"--db {db}: the directory {parent} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreUnavailable(f"--db {db}: the file is not readable and writable")
+    try:
+        store = SqliteStore(db)
+        store.probe()
+    except (StoreError, OSError) as exc:
+        reason = str(exc).rsplit(": ", 1)[-1]
+        raise StoreUnavailable(f"--db {db}: cannot use it as a database ({reason})") from None
+    return store
+
+
 def _http_server(
-    engine: Engine, auth: TokenAuth, host: str, port: int, tls: TlsFiles | None = None
+    engine: Engine,
+    auth: TokenAuth,
+    host: str,
+    port: int,
+    limits: dict[str, Any],
+    tls: TlsFiles | None = None,
 ) -> Any:
     try:
         import uvicorn
 
-        from loadtest_core.http import create_app
+        from loadtest_core.http import HttpLimits, create_app, uvicorn_config
     except ImportError as exc:
         _emit("http_disabled", reason=f"the http extra is not installed ({exc})")
         return None
-    config = uvicorn.Config(
-        create_app(engine, auth),
+    edge = HttpLimits(**limits)
+    app = create_app(engine, auth, max_body=edge.max_body)
+    config = uvicorn_config(
+        app,
         host=host,
         port=port,
-        log_level="warning",
-        lifespan="off",
+        limits=edge,
         ssl_certfile=None if tls is None else tls.cert_path,
         ssl_keyfile=None if tls is None else tls.key_path,
     )
@@ -150,8 +197,12 @@ def _http_server(
 
 
 def serve(options: Options) -> int:
+    try:
+        store = open_store(options.db)
+    except StoreUnavailable as exc:
+        print(f"loadtest-core serve: {exc.message}", file=sys.stderr)
+        return 2
     handler = log_to(sys.stderr.fileno())
-    store: Store = MemoryStore() if options.db == ":memory:" else SqliteStore(options.db)
     auth = TokenAuth(options.user_tokens, options.agent_tokens, insecure=options.insecure)
     engine = Engine(
         store, policies=Policies(lost_after=options.lost_after, lost_expiry=options.lost_expiry)
@@ -169,7 +220,7 @@ def serve(options: Options) -> int:
 async def _serve(
     options: Options, engine: Engine, auth: TokenAuth, handler: BatchedLogHandler
 ) -> int:
-    server = aio_server(engine, auth, handler)
+    server = aio_server(engine, auth, handler, options.grpc_limits)
     host, port = options.grpc
     try:
         if options.tls is None:
@@ -184,7 +235,11 @@ async def _serve(
         return 1
     await server.start()
     _emit("grpc_listening", address=f"{host}:{bound}", db=options.db, tls=options.tls is not None)
-    http = None if options.http is None else _http_server(engine, auth, *options.http, options.tls)
+    http = (
+        None
+        if options.http is None
+        else _http_server(engine, auth, *options.http, options.http_limits, options.tls)
+    )
     ticker = Ticker(engine, options.lost_after / 4)
     ticker.start()
     done = asyncio.Event()

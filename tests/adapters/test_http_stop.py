@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +18,10 @@ from loadtest_core import (
     Engine,
     ManualClock,
     MemoryStore,
+    SqliteStore,
     Status,
     StoreError,
+    StoreUnavailable,
     TokenAuth,
     check_state,
 )
@@ -45,6 +48,7 @@ class FlakyStore(MemoryStore):
     """Fails the Nth commit, to prove a failure mid-request leaves nothing half-written."""
 
     fail_at: int | None = None
+    fail_with: StoreError = StoreError("disk on fire")
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +57,7 @@ class FlakyStore(MemoryStore):
     def commit(self, change: Commit) -> None:
         self.commits += 1
         if self.fail_at is not None and self.commits == self.fail_at:
-            raise StoreError("disk on fire")
+            raise self.fail_with
         super().commit(change)
 
 
@@ -320,7 +324,7 @@ def test_healthz_and_openapi(http: Http) -> None:
     assert http.client.get("/healthz").json() == {"status": "ok"}
     spec = http.client.get("/openapi.json").json()
     post = spec["paths"]["/stop/execution"]["post"]
-    assert set(post["responses"]) == {"200", "400", "401", "500"}
+    assert set(post["responses"]) == {"200", "400", "401", "500", "503"}
     codes = spec["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
     assert {
         "UNAUTHORIZED",
@@ -355,3 +359,74 @@ def test_store_failure_mid_request_is_500_and_nothing_half_written(http: Http) -
     store.fail_at = None
     assert http.post({"plans": [42]}).json()["errors"] is None
     assert all(http.engine.state(i).status is Status.STOPPING for i in ids)
+
+
+def test_retrying_finished_plans_costs_no_write(http: Http) -> None:
+    """A batch naming plans whose tests are all finished logs nothing, however often it is sent."""
+    for i in range(20):
+        plan_test(http.engine, 77, Status.DONE, agent=f"done-{i}")
+    logged = len(http.engine.events())
+    for _ in range(3):
+        r = http.post({"plans": [77]})
+        assert r.json()["errors"][0]["code"] == "ACTION_NOT_AVAILABLE"
+    assert len(http.engine.events()) == logged
+
+
+def test_store_unavailable_is_503_in_the_envelope(http: Http) -> None:
+    """A store that cannot take writes answers 503 SERVICE_UNAVAILABLE, not a 500."""
+    plan_test(http.engine, 43)
+    store = http.engine.store
+    assert isinstance(store, FlakyStore)
+    store.fail_with = StoreUnavailable("gone")
+    store.fail_at = store.commits + 1
+    r = http.post({"plans": [43]})
+    assert r.status_code == 503
+    assert r.json()["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_healthz_is_503_when_the_store_is_unavailable(tmp_path: Path) -> None:
+    """/healthz answers 503 in the envelope while the SQLite file is read-only, ok after."""
+    path = tmp_path / "x.db"
+    engine = Engine(SqliteStore(path), clock=ManualClock(), ids=counter_ids())
+    server, thread, port = serve_app(create_app(engine, TokenAuth([USER], [AGENT])))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            path.chmod(0o444)
+            try:
+                r = client.get("/healthz")
+            finally:
+                path.chmod(0o644)
+            assert r.status_code == 503 and r.json()["data"] is None
+            assert r.json()["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
+            assert client.get("/healthz").json() == {"status": "ok"}
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
+def test_engine_runs_off_the_event_loop_over_a_blocking_store(tmp_path: Path) -> None:
+    """Over SQLite even a one-plan stop runs on the threadpool, so the loop stays free."""
+    path = tmp_path / "x.db"
+    engine = Engine(SqliteStore(path), clock=ManualClock(), ids=counter_ids())
+    test_id = plan_test(engine, 5)
+    loop_threads: set[str] = set()
+    original = engine.stop_unfinished
+
+    def spy(*args: Any, **kwargs: Any) -> int:
+        loop_threads.add(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    engine.stop_unfinished = spy  # type: ignore[method-assign]
+    server, thread, port = serve_app(create_app(engine, TokenAuth([USER], [AGENT])))
+    try:
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/stop/execution",
+            json={"plans": [5]},
+            headers=AUTH,
+        )
+        assert r.json() == {"data": None, "errors": None}
+    finally:
+        server.should_exit = True
+        thread.join(5)
+    assert engine.state(test_id).status is Status.STOPPING
+    assert loop_threads and thread.name not in loop_threads

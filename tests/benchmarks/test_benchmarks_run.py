@@ -100,3 +100,23 @@ def test_every_benchmark_has_a_json_flag(script: str) -> None:
         check=True,
     )
     assert "--json" in out.stdout
+
+
+def test_http_benchmark_compares_servers_side_by_side() -> None:
+    """http_stop.py --servers reports each server's medians and its ratios to the first."""
+    r = run("http_stop.py", "--requests", "60", "--servers", "http,http-uvicorn")
+    assert set(r["servers"]) == {"http", "http-uvicorn"}
+    other = r["servers"]["http-uvicorn"]
+    assert other["throughput_vs_first"] > 0 and other["p99_vs_first"] > 0
+
+
+def test_hostile_benchmark_measures_each_attack_against_the_unloaded_probes() -> None:
+    """hostile.py reports memory, open files and probe p99 ratios for every attack it ran."""
+    only = "slowloris_headers,malformed_http,undecodable_protobuf_no_token"
+    r = run("hostile.py", "--seconds", "1", "--scale", "0.02", "--only", only)
+    assert set(r["attacks"]) == set(only.split(","))
+    assert set(r["unloaded"]) == {"healthz", "http_stop", "grpc_stop"}
+    for attack in r["attacks"].values():
+        assert attack["open_files_peak"] > 0 and "rss_growth_peak_mib" in attack
+        assert all(p["n"] > 0 for p in attack["probes"].values())
+    assert r["traceback_on_stderr"] is False

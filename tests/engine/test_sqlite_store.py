@@ -22,6 +22,7 @@ from loadtest_core import (
     Status,
     StopOperation,
     StoreError,
+    StoreUnavailable,
     TestSpec,
     TestState,
     VersionConflict,
@@ -276,3 +277,74 @@ def test_engine_restart_on_sqlite_keeps_tests_and_operations(tmp_path: Path) -> 
     assert second.get_operation(op.id).done
     tests, _ops = Engine.replay(second.events())
     assert tests[test_id].fields() == second.state(test_id).fields()
+
+
+def _store_with_a_test(tmp_path: Path) -> tuple[SqliteStore, Engine, Path]:
+    path = tmp_path / "db" / "x.db"
+    path.parent.mkdir()
+    store = SqliteStore(path)
+    engine = Engine(store, clock=ManualClock(1.0), ids=counter_ids())
+    engine.create(spec())
+    return store, engine, path
+
+
+def test_removed_file_makes_writes_unavailable_and_probe_say_so(tmp_path: Path) -> None:
+    """Once the database file is removed, probe and every write raise StoreUnavailable."""
+    store, engine, path = _store_with_a_test(tmp_path)
+    store.probe()
+    path.unlink()
+    with pytest.raises(StoreUnavailable):
+        store.probe()
+    with pytest.raises(StoreUnavailable):
+        engine.create(spec())
+    errors: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            engine.create(spec())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert [type(e) for e in errors] == [StoreUnavailable]
+    assert not path.exists()  # a new connection never recreates the file
+
+
+def test_replaced_file_makes_writes_unavailable(tmp_path: Path) -> None:
+    """A database file replaced by another at the same path refuses writes."""
+    _, engine, path = _store_with_a_test(tmp_path)
+    path.rename(path.with_suffix(".old"))
+    path.write_bytes(b"")
+    with pytest.raises(StoreUnavailable, match="replaced"):
+        engine.create(spec())
+
+
+def test_read_only_file_refuses_writes_and_writes_nothing(tmp_path: Path) -> None:
+    """A file made read-only refuses writes before writing; made writable again, writes work."""
+    store, engine, path = _store_with_a_test(tmp_path)
+    before = len(list(store.iter_tests()))
+    path.chmod(0o444)
+    try:
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            engine.create(spec())
+    finally:
+        path.chmod(0o644)
+    assert len(list(store.iter_tests())) == before
+    engine.create(spec())
+    assert len(list(store.iter_tests())) == before + 1
+
+
+def test_busy_database_is_unavailable_not_internal(tmp_path: Path) -> None:
+    """A write lock held past the busy timeout raises StoreUnavailable."""
+    store, engine, path = _store_with_a_test(tmp_path)
+    store._db().execute("PRAGMA busy_timeout=50")
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            engine.create(spec())
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
