@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -71,6 +72,7 @@ _ACCEPTED = Kind.ACCEPTED
 _UNCHANGED = Kind.UNCHANGED
 _CREATED = Status.CREATED
 _TICK_BATCH = 256
+_ROWS = 1024
 _SPEC_CACHE_BYTES = 8 << 20  # the spec cache's bound: 8 MiB of specs (estimated), 4,096 entries
 
 
@@ -119,6 +121,9 @@ class Engine:
         self._ids = ids
         self._last_now = 0.0
         self._listeners: list[Listener] = []
+        self._rows: OrderedDict[str, TestState] | None = (
+            None if isinstance(self.store, MemoryStore) else OrderedDict()
+        )
         self._spec_cache: dict[int, tuple[TestSpec, dict[str, Any]]] = {}
         self._spec_cache_bytes = 0
 
@@ -158,6 +163,35 @@ class Engine:
         check_id(test_id, "test_id")
         raise NotFound(f"test {test_id} not found")
 
+    def _current(self, test_id: str) -> tuple[TestState, bool]:
+        """The test as this engine last wrote it, else as stored; and whether it came from memory.
+
+        Rows this engine committed are kept (bounded) so that a command on a
+        test it just changed skips the read. The copy may be stale (another
+        replica wrote since): every decision taken on it is either a
+        compare-and-set that fails on a stale stamp, or is read again before it
+        is answered (``_command``). A CREATED test is always read, since who
+        holds its job decides who may act on it before any write.
+        """
+        rows = self._rows
+        if rows is not None:
+            hit = rows.get(test_id)
+            if hit is not None and hit.phase.status is not _CREATED:
+                return hit, True
+        return self._get(test_id), False
+
+    def _remember(self, test_id: str, state: TestState | None) -> None:
+        rows = self._rows
+        if rows is None:
+            return
+        if state is None:
+            rows.pop(test_id, None)
+            return
+        rows[test_id] = state
+        rows.move_to_end(test_id)
+        if len(rows) > _ROWS:
+            rows.popitem(last=False)
+
     def _record(
         self, before: TestState, event: Event, outcome: Outcome, now: float, extra: dict[str, Any]
     ) -> LogRecord:
@@ -183,7 +217,13 @@ class Engine:
         )
 
     def _commit(self, change: Commit) -> None:
-        self.store.commit(change)
+        try:
+            self.store.commit(change)
+        except VersionConflict:
+            self._remember(change.test_id, None)
+            raise
+        if self._rows is not None:
+            self._remember(change.test_id, None if change.remove else change.test)
         if self._listeners and change.records:
             self._notify(change.records)
 
@@ -201,7 +241,7 @@ class Engine:
         if "due_at" not in changes:
             work.due_at = self._schedule.due_at(work)
         try:
-            self._commit(_new_tuple(Commit, (state.id, state.stamp, work, False, (), ())))
+            self._commit(_new_tuple(Commit, (state.id, state.stamp, work, False, (), (), state)))
         except VersionConflict:
             return False
         return True
@@ -212,13 +252,16 @@ class Engine:
         event: Event,
         *,
         first: TestState | None = None,
+        cached: bool = False,
         contact: bool = False,
         hand_to: str | None = None,
         still: Callable[[TestState, float], bool] | None = None,
     ) -> tuple[Outcome | None, TestState | None, StopOperation | None]:
         """Apply one event with compare-and-set; returns outcome, the test after, its stop op.
 
-        ``first`` is a state the caller just read (saves a read); ``contact``
+        ``first`` is a state the caller just read (saves a read), ``cached``
+        says it came from this engine's memory of its own writes (an answer
+        that writes nothing is then read again from the store); ``contact``
         says the event is job-scoped contact from its sender; ``hand_to`` takes
         an unheld CREATED test's job for that agent if the event is accepted;
         ``still`` is re-checked on every attempt, and when it fails the command
@@ -228,9 +271,11 @@ class Engine:
         policies = self.policies
         schedule = self._schedule
         current = first
+        if current is None:
+            current, cached = self._current(test_id)
         for _ in range(policies.cas_retries):
             if current is None:
-                current = self._get(test_id)
+                current, cached = self._get(test_id), False
             now = self.now()
             floor = (
                 current.contact_at
@@ -240,6 +285,9 @@ class Engine:
             if now < floor:  # another replica's clock ran ahead: times never go backwards
                 now = floor
             if still is not None and not still(current, now):
+                if cached:
+                    current = None
+                    continue
                 return None, current, None
             entry = COMPILED[current.phase.name][event.trigger]
             touch = (
@@ -263,13 +311,16 @@ class Engine:
                         current = None
                         continue
                 if not touch:
+                    if cached:  # an answer that writes nothing is given on what is stored
+                        current = None
+                        continue
                     if records:
                         self._log(records)
                     return outcome, current, op
                 work.contact_at = now
                 work.stamp = current.stamp + 1
                 work.due_at = schedule.due_at(work)
-                touched = (test_id, current.stamp, work, False, (), records)
+                touched = (test_id, current.stamp, work, False, (), records, current)
                 try:
                     self._commit(_new_tuple(Commit, touched))
                 except VersionConflict:
@@ -288,13 +339,13 @@ class Engine:
                 op = next((o for o in ops if o.test_id == test_id), None)
             if after is not None:
                 after.stamp = current.stamp + 1
-                if contact and after.owner == event.agent_id:
+                if contact and after.owner == event.agent_id and schedule.needs_contact(after, now):
                     after.contact_at = now
                 if after.phase.status is not current.phase.status:
                     after.entered_at = now
                 after.due_at = schedule.due_at(after)
             record = self._record(current, event, outcome, now, extra)
-            change = (test_id, current.stamp, after, after is None, ops, (record,))
+            change = (test_id, current.stamp, after, after is None, ops, (record,), current)
             try:
                 self._commit(_new_tuple(Commit, change))
             except VersionConflict:
@@ -569,7 +620,7 @@ class Engine:
         work.stamp = state.stamp + 1
         work.due_at = self._schedule.due_at(work)
         try:
-            self._commit(_new_tuple(Commit, (state.id, state.stamp, work, False, (), ())))
+            self._commit(_new_tuple(Commit, (state.id, state.stamp, work, False, (), (), state)))
         except VersionConflict:
             return None
         return Job(work.id, work)
@@ -580,7 +631,7 @@ class Engine:
 
     def _agent_event(self, job_id: str, agent_id: str, event: Event) -> Outcome:
         """A job-scoped event from an agent: contact; for an unheld CREATED test, its hand-out."""
-        state = self._get(job_id)
+        state, cached = self._current(job_id)
         hand_to = None
         if state.phase.status is _CREATED and state.owner is None:
             if not matches(state, agent_id, self.store.get_agent(agent_id)):
@@ -589,7 +640,9 @@ class Engine:
                     self._log((self._record(state, event, outcome, self.now(), {}),))
                 return outcome
             hand_to = agent_id
-        done = self._command(job_id, event, first=state, contact=True, hand_to=hand_to)[0]
+        done = self._command(
+            job_id, event, first=state, cached=cached, contact=True, hand_to=hand_to
+        )[0]
         assert done is not None
         return done
 
@@ -607,21 +660,26 @@ class Engine:
 
         None when the caller does not hold the job (nothing happens).
         """
-        state = self._get(job_id)
+        state, cached = self._current(job_id)
         if state.owner != agent_id:
             return None
-        return self._command(job_id, Contact(agent_id), first=state, contact=True)[0]
+        return self._command(job_id, Contact(agent_id), first=state, cached=cached, contact=True)[0]
 
     def signal(self, job_id: str, agent_id: str) -> Signal:
         """``JobService.GetSignal``: a poll is contact; the answer is the table's ``SIGNALS``."""
         wait = self.policies.signal_wait
         try:
-            state = self._get(job_id)
+            state, cached = self._current(job_id)
         except NotFound:
             return Signal(SIGNALS[None], 0.0, wait)
         if state.owner != agent_id:
             return Signal(SIGNALS[None], 0.0, wait)
-        _, after, _ = self._command(job_id, Contact(agent_id), first=state, contact=True)
+        try:
+            _, after, _ = self._command(
+                job_id, Contact(agent_id), first=state, cached=cached, contact=True
+            )
+        except NotFound:  # deleted by another replica since this engine last wrote it
+            return Signal(SIGNALS[None], 0.0, wait)
         kind = SIGNALS[(after or state).phase.status]
         return Signal(kind, self.policies.run_in if kind is SignalKind.RUN_IN else 0.0, wait)
 

@@ -17,7 +17,9 @@ __all__ = [
     "ACTIVE_VALUES",
     "INSERT_COLUMNS",
     "TEST_COLUMNS",
+    "UPDATE_COLUMNS",
     "UPDATE_SET",
+    "changed_columns",
     "insert_row",
     "op_body",
     "op_from",
@@ -25,6 +27,7 @@ __all__ = [
     "record_row",
     "state_from",
     "update_row",
+    "update_sql",
 ]
 
 TEST_COLUMNS = (
@@ -37,12 +40,29 @@ TEST_COLUMNS = (
 INSERT_COLUMNS = f"{TEST_COLUMNS}, status, sel_kind, sel_value"
 """What ``insert_row`` writes, in order (22 values)."""
 
-UPDATE_SET = (
-    "phase={p}, status={p}, version={p}, started_at={p}, finished_at={p}, error={p}, "
-    "imbalance_at={p}, imbalance_rps={p}, imbalance_comment={p}, assigned_agent_id={p}, "
-    "rank={p}, stamp={p}, holder={p}, contact_at={p}, entered_at={p}, due_at={p}"
+UPDATE_COLUMNS = (
+    "phase",
+    "status",
+    "version",
+    "started_at",
+    "finished_at",
+    "error",
+    "imbalance_at",
+    "imbalance_rps",
+    "imbalance_comment",
+    "assigned_agent_id",
+    "rank",
+    "stamp",
+    "holder",
+    "contact_at",
+    "entered_at",
+    "due_at",
 )
-"""The mutable columns, in ``update_row`` order; ``{p}`` is the driver's placeholder."""
+"""The mutable columns, in ``update_row`` order."""
+
+UPDATE_SET = ", ".join(f"{c}={{p}}" for c in UPDATE_COLUMNS)
+"""Every mutable column; ``{p}`` is the driver's placeholder."""
+_STAMP = UPDATE_COLUMNS.index("stamp")
 
 ACTIVE_VALUES = ",".join(str(s.value) for s in sorted(ACTIVE, key=lambda s: s.value))
 
@@ -99,6 +119,31 @@ def update_row(s: TestState) -> tuple[Any, ...]:
         s.entered_at,
         s.due_at,
     )
+
+
+def changed_columns(
+    before: TestState | None, after: TestState
+) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+    """The indexes into ``UPDATE_COLUMNS`` that ``after`` changes, and their values.
+
+    An UPDATE that names only these leaves every index on the other columns
+    alone (a database maintains an index whenever a SET names its column).
+    Without ``before`` every column is named.
+    """
+    new = update_row(after)
+    if before is None:
+        return tuple(range(len(new))), new
+    old = update_row(before)
+    chosen = tuple(
+        i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b or i == _STAMP
+    )
+    return chosen, tuple(new[i] for i in chosen)
+
+
+def update_sql(table: str, chosen: tuple[int, ...], placeholder: str) -> str:
+    """``UPDATE table SET <chosen columns> WHERE id = ? AND stamp = ?`` for one driver."""
+    sets = ", ".join(f"{UPDATE_COLUMNS[i]}={placeholder}" for i in chosen)
+    return f"UPDATE {table} SET {sets} WHERE id={placeholder} AND stamp={placeholder}"
 
 
 def state_from(row: tuple[Any, ...] | Any) -> TestState:

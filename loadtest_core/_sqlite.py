@@ -32,14 +32,14 @@ from loadtest_core._rows import (
     ACTIVE_VALUES,
     INSERT_COLUMNS,
     TEST_COLUMNS,
-    UPDATE_SET,
+    changed_columns,
     insert_row,
     op_body,
     op_from,
     record_from,
     record_row,
     state_from,
-    update_row,
+    update_sql,
 )
 from loadtest_core._status import ACTIVE, Status
 from loadtest_core._store import Commit, Key, VersionConflict
@@ -164,7 +164,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_statements(_V1), _v2]
 
 _SELECT = f"SELECT {TEST_COLUMNS} FROM tests"
 _INSERT = f"INSERT INTO tests ({INSERT_COLUMNS}) VALUES ({','.join('?' * 22)})"
-_UPDATE = f"UPDATE tests SET {UPDATE_SET.format(p='?')} WHERE id=? AND stamp=?"
+_UPDATES: dict[tuple[int, ...], str] = {}
+"""UPDATE statements by the columns they set (a handful of shapes in practice)."""
 _INSERT_EVENT = (
     "INSERT INTO events (test_id, at, actor, event, payload, from_status, to_status, "
     "outcome, reason, version) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -403,7 +404,11 @@ class SqliteStore:
                     raise VersionConflict(f"test {test_id}: stamp moved from {expected}")
                 db.execute("DELETE FROM test_tags WHERE test_id = ?", (test_id,))
             elif change.test is not None:
-                cur = db.execute(_UPDATE, (*update_row(change.test), test_id, expected))
+                chosen, values = changed_columns(change.before, change.test)
+                sql = _UPDATES.get(chosen)
+                if sql is None:
+                    sql = _UPDATES[chosen] = update_sql("tests", chosen, "?")
+                cur = db.execute(sql, (*values, test_id, expected))
                 if cur.rowcount != 1:
                     raise VersionConflict(f"test {test_id}: stamp moved from {expected}")
             else:  # operations and records only: still a compare-and-set

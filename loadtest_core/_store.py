@@ -45,7 +45,9 @@ class Commit(NamedTuple):
     ``expected_stamp`` 0 inserts ``test``; otherwise the stored row's stamp must
     equal it. ``test`` is the new row (its ``stamp`` one more), ``remove``
     deletes the row, neither writes only ``operations`` and ``records`` (still
-    checked against the stamp).
+    checked against the stamp). ``before`` is the row the change was computed
+    from, when the caller has it: a SQL store then writes only the columns that
+    changed.
     """
 
     test_id: str
@@ -54,6 +56,7 @@ class Commit(NamedTuple):
     remove: bool = False
     operations: tuple[StopOperation, ...] = ()
     records: tuple[LogRecord, ...] = ()
+    before: TestState | None = None
 
 
 Key = tuple[float, str]

@@ -1,0 +1,107 @@
+"""An engine's memory of the rows it wrote is a cache: stale or lost, it changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from pathlib import Path
+
+from loadtest_core import (
+    Engine,
+    Kind,
+    ManualClock,
+    Policies,
+    Rejected,
+    SignalKind,
+    SqliteStore,
+    Status,
+)
+from tests.engine.conftest import EXACT, counter_ids, running, spec
+
+
+def pair(tmp_path: Path, clock: ManualClock) -> tuple[Engine, Engine]:
+    """Two replicas whose polls write nothing (contact is coalesced and the clock stands still)."""
+    path = tmp_path / "shared.db"
+    a = Engine(SqliteStore(path), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    b = Engine(SqliteStore(path), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    return a, b
+
+
+def test_a_stale_row_never_wins_a_write(tmp_path: Path, clock: ManualClock) -> None:
+    """A claim decided on a row another replica has moved on from is decided again on the truth."""
+    a, b = pair(tmp_path, clock)
+    test_id = running(a)  # a remembers the test RUNNING
+    assert b.claim(test_id, "agent-1", Status.DONE).kind is Kind.ACCEPTED
+    outcome = a.claim(test_id, "agent-1", Status.FINISHING)
+    assert (outcome.kind, outcome.status) == (Kind.CONFLICT, Status.DONE)
+    assert a.state(test_id).status is Status.DONE
+
+
+def test_an_answer_that_writes_nothing_is_read_again(tmp_path: Path, clock: ManualClock) -> None:
+    """A poll answered from memory would say carry on; the stored truth says STOP."""
+    a, b = pair(tmp_path, clock)
+    test_id = running(a)
+    b.stop(test_id)
+    assert a.signal(test_id, "agent-1").kind is SignalKind.STOP
+    assert a.claim(test_id, "agent-1", Status.RUNNING).kind is Kind.UNCHANGED
+    assert b.claim(test_id, "agent-1", Status.STOPPED).kind is Kind.ACCEPTED
+    assert a.claim(test_id, "agent-1", Status.RUNNING).kind is Kind.CONFLICT
+
+
+def test_a_test_deleted_elsewhere_is_not_found(tmp_path: Path, clock: ManualClock) -> None:
+    """A remembered test that another replica deleted is NOT_FOUND to claims and STOP to polls."""
+    a, b = pair(tmp_path, clock)
+    test_id = running(a)
+    b.claim(test_id, "agent-1", Status.DONE)
+    b.delete(test_id)
+    b.tick()
+    assert a.signal(test_id, "agent-1").kind is SignalKind.STOP
+
+
+def drive(engine: Engine, clock: ManualClock, seed: int) -> list[tuple[object, ...]]:
+    """A random mix of every command over a few tests; the log it leaves, without times."""
+    rng = random.Random(seed)
+    ids = [engine.create(spec(f"agent-{i}")).id for i in range(4)]
+    for i in range(4):
+        engine.next_job(f"agent-{i}")
+    stages = [Status.INITIATED, Status.PREPARING, Status.RUNNING, Status.FINISHING, Status.DONE]
+    for _ in range(200):
+        clock.advance(rng.choice([0.5, 3, 20]))
+        i = rng.randrange(4)
+        test_id, agent = ids[i], f"agent-{i}"
+        choice = rng.randrange(5)
+        with contextlib.suppress(Rejected):  # a refused stop is logged: part of what is compared
+            if choice == 0:
+                engine.claim(test_id, agent, rng.choice(stages))
+            elif choice == 1:
+                engine.signal(test_id, agent)
+            elif choice == 2:
+                engine.stop(test_id)
+            elif choice == 3:
+                engine.claim(test_id, agent, Status.STOPPED)
+            else:
+                engine.tick()
+    return [
+        (r.test_id, r.event, r.outcome, r.from_status, r.to_status, r.version)
+        for r in engine.events()
+    ]
+
+
+def test_losing_the_memory_changes_nothing(tmp_path: Path) -> None:
+    """The same commands through an engine with its row memory and one without log the same."""
+    for seed in range(5):
+        with_memory = Engine(
+            SqliteStore(tmp_path / f"m{seed}.db"),
+            clock=(c1 := ManualClock()),
+            policies=EXACT,
+            ids=counter_ids(),
+        )
+        without = Engine(
+            SqliteStore(tmp_path / f"n{seed}.db"),
+            clock=(c2 := ManualClock()),
+            policies=EXACT,
+            ids=counter_ids(),
+        )
+        without._rows = None
+        assert with_memory._rows is not None
+        assert drive(with_memory, c1, seed) == drive(without, c2, seed)
