@@ -54,9 +54,10 @@ _TOKEN = re.compile(
 _TAG = re.compile(r"[A-Za-z0-9_.\-/]+\Z")
 
 
-def _bad(message: str, pos: int | None = None) -> InvalidArgument:
+def _bad(message: str, pos: int | None = None, hint: str = "") -> InvalidArgument:
     where = "" if pos is None else f" at character {pos}"
-    return InvalidArgument(f"filter: {message}{where}", field="filter")
+    fix = f"; {hint}" if hint else ""
+    return InvalidArgument(f"filter: {message}{where}{fix}", field="filter")
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _quote(value: object) -> str:
     return f'"{text}"'
 
 
-def _value(kind: str, token: tuple[str, str, int]) -> object:
+def _value(kind: str, token: tuple[str, str, int], name: str = "", op: str = "=") -> object:
     tkind, raw, pos = token
     if kind == "bool":
         if tkind == "word" and raw.lower() in ("true", "false"):
@@ -166,7 +167,12 @@ def _value(kind: str, token: tuple[str, str, int]) -> object:
     if tkind == "str":
         text = _unquote(raw)
     else:
-        raise _bad(f"expected a quoted string, got {raw!r}", pos)
+        quoted = _quote(raw)
+        if op in ("IN", "NOT IN"):
+            example = f"{name} {op} ({quoted}, ...)"
+        else:
+            example = f"{name}:{quoted}" if op == ":" else f"{name} {op} {quoted}"
+        raise _bad(f"expected a quoted string, got {raw!r}", pos, f"quote it: {example}")
     if kind == "status":
         try:
             return Status.parse(text)
@@ -224,13 +230,17 @@ def _parse(text: str, fields: dict[str, tuple[str, frozenset[str]]]) -> Filter:
         if okind == "str" or op not in _OPERATORS:
             raise _bad(f"expected an operator, got {op!r}", opos)
         if op not in allowed:
-            raise _bad(f"operator {op} is not allowed for {name}", opos)
+            if allowed == {":"}:
+                hint = f'write {name}:"VALUE"'
+            else:
+                hint = "use " + ", ".join(o for o in sorted(_OPERATORS) if o in allowed)
+            raise _bad(f"operator {op} is not allowed for {name}", opos, hint)
         if op in ("IN", "NOT IN"):
             if take()[1] != "(":
                 raise _bad("expected '(' after IN", opos)
             values: list[object] = []
             while True:
-                values.append(_value(vtype, take()))
+                values.append(_value(vtype, take(), name, op))
                 sep = take()
                 if sep[1] == ")":
                     break
@@ -239,7 +249,7 @@ def _parse(text: str, fields: dict[str, tuple[str, frozenset[str]]]) -> Filter:
             vals = tuple(values)
             shown = f"{name} {op} ({', '.join(_quote(v) for v in vals)})"
         else:
-            vals = (_value(vtype, take()),)
+            vals = (_value(vtype, take(), name, op),)
             sep_ = "" if op == ":" else " "
             shown = f"{name}{sep_}{op}{sep_}{_quote(vals[0])}"
         clauses.append(_Clause(name, op, vals, shown))

@@ -141,3 +141,20 @@ def test_canonical_form_round_trips_and_matching_agrees(parts: list[str]) -> Non
     f = parse_test_filter(text)
     assert parse_test_filter(str(f)) == f
     assert f.matches(lookup(RECORD)) == all(reference(p) for p in parts)
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        ("summary.status = RUNNING", 'quote it: summary.status = "RUNNING"'),
+        ("summary.status IN (RUNNING)", 'quote it: summary.status IN ("RUNNING", ...)'),
+        ("details.tags.plan:1", 'quote it: details.tags.plan:"1"'),
+        ('details.tags.plan = "1"', 'write details.tags.plan:"VALUE"'),
+        ('summary.created_at = "2024-01-01T00:00:00Z"', "use <, <=, >, >="),
+    ],
+)
+def test_errors_suggest_the_fix(text: str, suggestion: str) -> None:
+    """An unquoted value or a wrong operator is refused with the corrected clause to type."""
+    with pytest.raises(InvalidArgument) as info:
+        parse_test_filter(text)
+    assert info.value.message.endswith(suggestion)
