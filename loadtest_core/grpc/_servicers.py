@@ -1,9 +1,10 @@
 """Servicers: parse the request, call the engine, map the result or the error.
 
-User RPCs (api ``TestService``, ``OperationService``) need a user token;
-agent RPCs (registration, heartbeat, jobs, agent ``TestService``) an agent
-token. Every RPC of a generated servicer that is not implemented here answers
-UNIMPLEMENTED. Each call logs one JSON line: method, code, duration, peer.
+User RPCs (api ``TestService``, ``AgentService``, ``OperationService``) need
+a user token; agent RPCs (registration, heartbeat, jobs, agent ``TestService``)
+an agent token. Every RPC of a generated servicer that is not implemented here
+answers UNIMPLEMENTED. Each call logs one JSON line: method, code, duration,
+peer, and the test id when the (authenticated) call names one.
 
 Service methods take ``(request, call)`` and raise on failure; ``add_servicers``
 (``grpc.server``) and ``add_aio_servicers`` (``grpc.aio.server``) wrap the very
@@ -18,6 +19,7 @@ INVALID_ARGUMENT with the RPC's log line, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import logging
@@ -45,10 +47,19 @@ from yandex.cloud.loadtesting.agent.v1 import (
 )
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_service_pb2
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_test_service_grpc
-from yandex.cloud.loadtesting.api.v1 import test_service_pb2, test_service_pb2_grpc
+from yandex.cloud.loadtesting.api.v1 import agent_service_pb2 as api_agent_service_pb2
+from yandex.cloud.loadtesting.api.v1 import (
+    agent_service_pb2_grpc as api_agent_service_grpc,
+)
+from yandex.cloud.loadtesting.api.v1 import (
+    test_service_pb2,
+    test_service_pb2_grpc,
+)
+from yandex.cloud.loadtesting.api.v1.agent import agent_pb2
 from yandex.cloud.operation import operation_pb2, operation_service_pb2_grpc
 
 from loadtest_core import (
+    AgentRecord,
     Engine,
     InvalidArgument,
     LoadtestError,
@@ -63,7 +74,7 @@ from loadtest_core.grpc._convert import operation_to_proto, set_timestamp, to_pr
 from loadtest_core.grpc._limits import GrpcLimits
 from loadtest_core.grpc._mapping import AGENT_STATUS, CLAIM_CODE, JOB_STATUS, SIGNAL, grpc_error
 
-__all__ = ["add_aio_servicers", "add_servicers"]
+__all__ = ["OnRpc", "RpcLog", "add_aio_servicers", "add_servicers", "service_names"]
 
 log = logging.getLogger("loadtest_core.grpc")
 DOMAIN = "loadtesting.loadtest-core"
@@ -92,12 +103,13 @@ class Call:
     synchronous and the asyncio server, inline or on a worker thread.
     """
 
-    __slots__ = ("_metadata", "peer", "principal")
+    __slots__ = ("_metadata", "peer", "principal", "test_id")
 
     def __init__(self, context: grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]) -> None:
         self._metadata = context.invocation_metadata() or ()
         self.peer: str = context.peer()
         self.principal = ""
+        self.test_id = ""
 
     def metadata(self, key: str) -> str | None:
         for k, v in self._metadata:
@@ -137,6 +149,11 @@ def invoke(
                 "the request is not a valid message of this RPC",
                 "INVALID_ARGUMENT",
             ) from None
+        field = _ID_FIELDS.get(type(request))
+        if field is None:
+            field = _ID_FIELDS[type(request)] = _id_field(request)
+        if field:
+            call.test_id = getattr(request, field)
         return method(servicer, request, call)
     except LoadtestError as exc:
         code, reason = grpc_error(exc)
@@ -151,18 +168,40 @@ def invoke(
 RpcLog = Callable[[str], None]
 """Takes one RPC's JSON line (no newline); ``serve`` passes a buffered file's writer."""
 
+OnRpc = Callable[[str, str, float], None]
+"""Told of every finished RPC: method (``TestService.Stop``), code name, seconds."""
 
-def _log_line(name: str, outcome: Any, started: float, peer: str, sink: RpcLog | None) -> None:
-    """One JSON line per RPC: to ``sink`` if given, else to logging when someone listens.
+_NAMING_FIELDS = ("test_id", "job_id")
+_ID_FIELDS: dict[type, str] = {}  # request class -> its field naming a test ("" for none)
+
+
+def _id_field(request: Any) -> str:
+    """The request field naming a test (a job id is a test id), or ""."""
+    fields = request.DESCRIPTOR.fields_by_name
+    return next((f for f in _NAMING_FIELDS if f in fields), "")
+
+
+def _log_line(servicer: _Base, name: str, outcome: Any, started: float, call: Call) -> None:
+    """One JSON line per RPC: to the servicer's sink if given, else to logging if enabled.
 
     The sink skips a ``LogRecord`` per call (its caller lookup, thread and
     process names), some 15 % of a Stop's cost in ``serve``.
     """
-    if sink is None and not log.isEnabledFor(logging.INFO):
+    sink, on_rpc = servicer.rpc_log, servicer.on_rpc
+    logging_on = sink is not None or log.isEnabledFor(logging.INFO)
+    if not logging_on and on_rpc is None:
         return
     code = outcome.code.name if isinstance(outcome, _Abort) else "OK"
-    ms = round((time.perf_counter() - started) * 1000, 3)
-    line = f'{{"rpc": "{name}", "code": "{code}", "ms": {ms}, "peer": {json.dumps(peer)}}}'
+    seconds = time.perf_counter() - started
+    if on_rpc is not None:
+        on_rpc(name, code, seconds)
+    if not logging_on:
+        return
+    test = f', "test_id": {json.dumps(call.test_id[:128])}' if call.test_id else ""
+    line = (
+        f'{{"rpc": "{name}", "code": "{code}", "ms": {round(seconds * 1000, 3)}, '
+        f'"peer": {json.dumps(call.peer)}{test}}}'
+    )
     if sink is None:
         log.info("%s", line)
     else:
@@ -178,7 +217,7 @@ def _sync_handler(
         started = time.perf_counter()
         call = Call(context)
         outcome = invoke(servicer, method, role, decode, raw, call)
-        _log_line(name, outcome, started, call.peer, servicer.rpc_log)
+        _log_line(servicer, name, outcome, started, call)
         if isinstance(outcome, _Abort):
             context.abort_with_status(_status(outcome.code, outcome.message, outcome.reason))
         return outcome
@@ -201,7 +240,7 @@ def _aio_handler(
             )
         else:
             outcome = invoke(servicer, method, role, decode, raw, call)
-        _log_line(name, outcome, started, call.peer, servicer.rpc_log)
+        _log_line(servicer, name, outcome, started, call)
         if isinstance(outcome, _Abort):
             status = _status(outcome.code, outcome.message, outcome.reason)
             await context.abort(status.code, status.details, status.trailing_metadata)
@@ -266,12 +305,14 @@ class _Base:
         ops: _DoneOperations,
         rpc_log: RpcLog | None,
         limits: GrpcLimits,
+        on_rpc: OnRpc | None = None,
     ) -> None:
         self.engine = engine
         self.auth = auth
         self.ops = ops
         self.rpc_log = rpc_log
         self.limits = limits
+        self.on_rpc = on_rpc
 
     def register(self, server: Any, register: Register, wrap: Wrap, missing: Any) -> None:
         """Add this service to ``server`` with handlers that take the request as bytes."""
@@ -351,6 +392,7 @@ class TestService(_Base):
             "folder_id": data.get("folder_id", ""),
         }
         test = self.engine.create(spec, principal=call.principal)
+        call.test_id = test.id
         meta = test_service_pb2.CreateTestMetadata(test_id=test.id)
         return self.ops.add("Create test", call.principal, meta, _test(test))
 
@@ -403,6 +445,60 @@ class OperationService(_Base):
         assert op.metadata is not None
         meta = test_service_pb2.StopTestMetadata(test_id=op.metadata.test_id)
         return operation_to_proto(op, meta)
+
+
+def _agent(agent: AgentRecord) -> Any:
+    return agent_pb2.Agent(
+        id=agent.id, name=agent.name, folder_id=agent.folder_id, labels=agent.labels
+    )
+
+
+def _agent_token(agent_id: str) -> str:
+    return base64.urlsafe_b64encode(f"agents:{agent_id}".encode()).decode()
+
+
+def _agent_after(token: str) -> str:
+    """The last agent id of the previous page, from a token ``_agent_token`` made."""
+    if not token:
+        return ""
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode()
+    except (ValueError, UnicodeError):
+        text = ""
+    if not text.startswith("agents:") or len(text) > 200:
+        raise InvalidArgument("page_token: not a token this listing returned", field="page_token")
+    return text.removeprefix("agents:")
+
+
+class ApiAgentService(_Base):
+    """The user's view of registered agents (``api.v1.AgentService``): Get and List."""
+
+    generated = api_agent_service_grpc.AgentServiceServicer
+
+    @rpc(Role.USER)
+    def Get(self, request: Any, call: Call) -> Any:
+        if not request.agent_id:
+            raise InvalidArgument("agent_id: required", field="agent_id")
+        return _agent(self.engine.get_agent(request.agent_id))
+
+    @rpc(Role.USER)
+    def List(self, request: Any, call: Call) -> Any:
+        if request.filter:
+            raise InvalidArgument("filter: not supported for agents yet", field="filter")
+        if request.page_size < 0:
+            raise InvalidArgument("page_size: must be >= 0", field="page_size")
+        size = min(request.page_size or 100, 1000)
+        after = _agent_after(request.page_token)
+        agents = [
+            a
+            for a in self.engine.list_agents()
+            if a.id > after and (not request.folder_id or a.folder_id == request.folder_id)
+        ]
+        page = agents[:size]
+        token = _agent_token(page[-1].id) if len(agents) > size else ""
+        return api_agent_service_pb2.ListAgentsResponse(
+            agents=[_agent(a) for a in page], next_page_token=token
+        )
 
 
 class AgentRegistrationService(_Base):
@@ -467,6 +563,7 @@ class JobService(_Base):
         job = self.engine.next_job(agent)
         if job is None:
             raise NotFound("no job for this agent yet")
+        call.test_id = job.id
         config = job.test.configurations[0] if job.test.configurations else None
         details = job.test.details
         return job_service_pb2.Job(
@@ -549,6 +646,7 @@ class AgentTestService(_Base):
 _SERVICES: tuple[tuple[type[_Base], Callable[[Any, Any], None]], ...] = (
     (TestService, test_service_pb2_grpc.add_TestServiceServicer_to_server),
     (OperationService, operation_service_pb2_grpc.add_OperationServiceServicer_to_server),
+    (ApiAgentService, api_agent_service_grpc.add_AgentServiceServicer_to_server),
     (
         AgentRegistrationService,
         agent_registration_service_pb2_grpc.add_AgentRegistrationServiceServicer_to_server,
@@ -566,18 +664,20 @@ def add_servicers(
     *,
     rpc_log: RpcLog | None = None,
     limits: GrpcLimits | None = None,
+    on_rpc: OnRpc | None = None,
 ) -> None:
     """Register every servicer of the Yandex API and agent protocol on ``server``.
 
     Each RPC's JSON line goes to ``rpc_log`` if given, else to the
     ``loadtest_core.grpc`` logger at INFO. ``limits`` sizes List pages to its
     reply limit; the server's own options (``limits.options()``) are the
-    caller's to set when it builds the server.
+    caller's to set when it builds the server. ``on_rpc`` (metrics) is told
+    of every finished call.
     """
     limits = GrpcLimits() if limits is None else limits
     ops = _DoneOperations()
     for service, register in _SERVICES:
-        servicer = service(engine, auth, ops, rpc_log, limits)
+        servicer = service(engine, auth, ops, rpc_log, limits, on_rpc)
         servicer.register(
             server, register, functools.partial(_sync_handler, servicer), _unimplemented
         )
@@ -591,6 +691,7 @@ def add_aio_servicers(
     offload: bool | None = None,
     rpc_log: RpcLog | None = None,
     limits: GrpcLimits | None = None,
+    on_rpc: OnRpc | None = None,
 ) -> None:
     """``add_servicers`` for a ``grpc.aio`` server, sharing every method with it.
 
@@ -604,10 +705,15 @@ def add_aio_servicers(
     limits = GrpcLimits() if limits is None else limits
     ops = _DoneOperations()
     for service, register in _SERVICES:
-        servicer = service(engine, auth, ops, rpc_log, limits)
+        servicer = service(engine, auth, ops, rpc_log, limits, on_rpc)
         servicer.register(
             server,
             register,
             functools.partial(_aio_handler, servicer, offload=offload),
             _aio_unimplemented,
         )
+
+
+def service_names() -> list[str]:
+    """Full names of every service ``add_servicers`` registers (for health and reflection)."""
+    return [_generated(register)[0] for _, register in _SERVICES]

@@ -22,6 +22,7 @@ from yandex.cloud.loadtesting.agent.v1 import (
     job_service_pb2_grpc,
 )
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_test_grpc
+from yandex.cloud.loadtesting.api.v1 import agent_service_pb2_grpc as api_agent_grpc
 from yandex.cloud.loadtesting.api.v1 import test_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2_grpc
 
@@ -44,6 +45,7 @@ class Grpc:
     agents: Any
     jobs: Any
     agent_tests: Any
+    api_agents: Any
 
     @staticmethod
     def user() -> list[tuple[str, str]]:
@@ -59,12 +61,16 @@ class Grpc:
 
 @contextlib.contextmanager
 def grpc_server(
-    kind: str, engine: Engine, auth: TokenAuth, rpc_log: Callable[[str], None] | None = None
+    kind: str,
+    engine: Engine,
+    auth: TokenAuth,
+    rpc_log: Callable[[str], None] | None = None,
+    on_rpc: Callable[[str, str, float], None] | None = None,
 ) -> Iterator[int]:
     """A started server of ``kind`` ("sync", "aio", "aio-offload") on 127.0.0.1; yields its port."""
     if kind == "sync":
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        add_servicers(server, engine, auth, rpc_log=rpc_log)
+        add_servicers(server, engine, auth, rpc_log=rpc_log, on_rpc=on_rpc)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         try:
@@ -78,7 +84,9 @@ def grpc_server(
 
     async def start() -> tuple[grpc.aio.Server, int]:
         aio = grpc.aio.server()
-        add_aio_servicers(aio, engine, auth, offload=kind == "aio-offload", rpc_log=rpc_log)
+        add_aio_servicers(
+            aio, engine, auth, offload=kind == "aio-offload", rpc_log=rpc_log, on_rpc=on_rpc
+        )
         bound = aio.add_insecure_port("127.0.0.1:0")
         await aio.start()
         return aio, bound
@@ -101,11 +109,15 @@ def new_engine() -> tuple[Engine, ManualClock]:
 
 @contextlib.contextmanager
 def connected(
-    kind: str, engine: Engine, clock: ManualClock, rpc_log: Callable[[str], None] | None = None
+    kind: str,
+    engine: Engine,
+    clock: ManualClock,
+    rpc_log: Callable[[str], None] | None = None,
+    on_rpc: Callable[[str, str, float], None] | None = None,
 ) -> Iterator[Grpc]:
     """A server of ``kind`` over ``engine`` and a client with every generated stub."""
     with (
-        grpc_server(kind, engine, TokenAuth([USER], [AGENT]), rpc_log) as port,
+        grpc_server(kind, engine, TokenAuth([USER], [AGENT]), rpc_log, on_rpc) as port,
         grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
     ):
         yield Grpc(
@@ -118,6 +130,7 @@ def connected(
             agent_service_pb2_grpc.AgentServiceStub(channel),
             job_service_pb2_grpc.JobServiceStub(channel),
             agent_test_grpc.TestServiceStub(channel),
+            api_agent_grpc.AgentServiceStub(channel),
         )
 
 

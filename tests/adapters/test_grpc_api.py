@@ -369,8 +369,8 @@ def test_one_json_log_line_per_rpc(api: Grpc, caplog: pytest.LogCaptureFixture) 
         ("TestService.Get", "UNAUTHENTICATED"),
     ]
     for line in lines:
-        assert set(line) == {"rpc", "code", "ms", "peer"}
         assert line["ms"] >= 0 and "127.0.0.1" in line["peer"]
+    assert [line.get("test_id") for line in lines] == [test_id, test_id, None]  # not parsed
 
 
 @pytest.mark.parametrize("kind", ["sync", "aio"])
@@ -391,7 +391,11 @@ def test_rpc_log_sink_takes_each_line_instead_of_logging(
         ("TestService.Stop", "OK"),
         ("TestService.Get", "UNAUTHENTICATED"),
     ]
-    assert all(set(line) == {"rpc", "code", "ms", "peer"} for line in parsed)
+    assert [set(line) - {"rpc", "code", "ms", "peer"} for line in parsed] == [
+        {"test_id"},
+        {"test_id"},
+        set(),  # unauthenticated: the request is never parsed, so it names no test
+    ]
     assert all("\n" not in line for line in lines)
     assert not [r for r in caplog.records if r.name == "loadtest_core.grpc"]
 
@@ -402,3 +406,117 @@ def test_created_by_is_the_principal_of_the_token(api: Grpc) -> None:
     op = api.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=api.user())
     assert op.created_by == principal_of(USER.encode())
     assert api.engine.state(test_id).created_by == principal_of(USER.encode())
+
+
+def test_rpc_lines_name_the_test_when_the_call_has_one() -> None:
+    """Job calls carry the job's test id, registration and listing carry none."""
+    lines: list[str] = []
+    engine, clock = new_engine()
+    with connected("aio", engine, clock, rpc_log=lines.append) as g:
+        _, test_id = running(g)
+        g.jobs.GetSignal(job_service_pb2.JobSignalRequest(job_id=test_id), metadata=g.agent())
+        g.tests.List(test_service_pb2.ListTestsRequest(), metadata=g.user())
+    by_rpc: dict[str, list[str | None]] = {}
+    for line in map(json.loads, lines):
+        by_rpc.setdefault(line["rpc"], []).append(line.get("test_id"))
+    assert by_rpc["AgentRegistrationService.ExternalAgentRegister"] == [None]
+    assert by_rpc["TestService.Create"] == [test_id]
+    assert by_rpc["JobService.Get"] == [test_id]
+    assert by_rpc["JobService.ClaimStatus"] == [test_id, test_id]
+    assert by_rpc["JobService.GetSignal"] == [test_id]
+    assert by_rpc["TestService.List"] == [None]
+
+
+def test_rpc_log_quotes_a_hostile_test_id() -> None:
+    """A test id with quotes and newlines stays one valid JSON line, cut to 128 characters."""
+    lines: list[str] = []
+    engine, clock = new_engine()
+    hostile = 'x"\n}' * 100
+    with connected("aio", engine, clock, rpc_log=lines.append) as g:
+        code_of(
+            lambda: g.tests.Get(test_service_pb2.GetTestRequest(test_id=hostile), metadata=g.user())
+        )
+    (line,) = lines
+    assert "\n" not in line
+    assert json.loads(line)["test_id"] == hostile[:128]
+
+
+@pytest.mark.parametrize("kind", ["sync", "aio"])
+def test_on_rpc_is_told_method_code_and_duration(kind: str) -> None:
+    """on_rpc gets each finished call's method, code name and seconds, with or without a log."""
+    seen: list[tuple[str, str, float]] = []
+    engine, clock = new_engine()
+    with connected(kind, engine, clock, on_rpc=lambda *a: seen.append(a)) as g:
+        test_id = create(g, "nobody")
+        code_of(lambda: g.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id)))
+    assert [(m, c) for m, c, _ in seen] == [
+        ("TestService.Create", "OK"),
+        ("TestService.Stop", "UNAUTHENTICATED"),
+    ]
+    assert all(0 <= s < 10 for _, _, s in seen)
+
+
+def test_api_agent_service_lists_and_gets_registered_agents(api: Grpc) -> None:
+    """api.v1 AgentService.List pages through registered agents by id; Get returns one."""
+    from yandex.cloud.loadtesting.api.v1 import agent_service_pb2 as api_agent_pb2
+
+    ids = sorted(register(api) for _ in range(3))
+    first = api.api_agents.List(api_agent_pb2.ListAgentsRequest(page_size=2), metadata=api.user())
+    assert [a.id for a in first.agents] == ids[:2]
+    rest = api.api_agents.List(
+        api_agent_pb2.ListAgentsRequest(page_size=2, page_token=first.next_page_token),
+        metadata=api.user(),
+    )
+    assert [a.id for a in rest.agents] == ids[2:] and rest.next_page_token == ""
+    one = api.api_agents.Get(api_agent_pb2.GetAgentRequest(agent_id=ids[0]), metadata=api.user())
+    assert (one.id, one.name, one.folder_id, dict(one.labels)) == (
+        ids[0],
+        "tank",
+        "folder-1",
+        {"pool": "a"},
+    )
+    other = api.api_agents.List(
+        api_agent_pb2.ListAgentsRequest(folder_id="folder-2"), metadata=api.user()
+    )
+    assert list(other.agents) == []
+
+
+def test_api_agent_service_errors(api: Grpc) -> None:
+    """Unknown agent NOT_FOUND, an agent token PERMISSION_DENIED, bad input INVALID_ARGUMENT."""
+    from yandex.cloud.loadtesting.api.v1 import agent_service_pb2 as api_agent_pb2
+
+    get = api_agent_pb2.GetAgentRequest
+    for bad in ({"page_size": -1}, {"page_token": "garbage!"}, {"page_token": "eHl6"}):
+        request = api_agent_pb2.ListAgentsRequest(**bad)
+        assert (
+            code_of(lambda r=request: api.api_agents.List(r, metadata=api.user()))  # type: ignore[misc]
+            is grpc.StatusCode.INVALID_ARGUMENT
+        )
+    assert (
+        code_of(lambda: api.api_agents.Get(get(agent_id="agent-x"), metadata=api.user()))
+        is grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        code_of(lambda: api.api_agents.Get(get(agent_id=""), metadata=api.user()))
+        is grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        code_of(
+            lambda: api.api_agents.List(api_agent_pb2.ListAgentsRequest(), metadata=api.agent())
+        )
+        is grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert (
+        code_of(
+            lambda: api.api_agents.List(
+                api_agent_pb2.ListAgentsRequest(filter='name = "x"'), metadata=api.user()
+            )
+        )
+        is grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        code_of(
+            lambda: api.api_agents.Delete(api_agent_pb2.DeleteAgentRequest(), metadata=api.user())
+        )
+        is grpc.StatusCode.UNIMPLEMENTED
+    )

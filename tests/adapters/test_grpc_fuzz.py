@@ -24,6 +24,7 @@ from yandex.cloud.loadtesting.agent.v1 import (
     job_service_pb2,
 )
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_pb2
+from yandex.cloud.loadtesting.api.v1 import agent_service_pb2 as api_agent_service_pb2
 from yandex.cloud.loadtesting.api.v1 import test_service_pb2
 from yandex.cloud.operation import operation_service_pb2
 
@@ -119,6 +120,8 @@ RPCS: list[tuple[str, str, type[Message], tuple[tuple[str, str], ...]]] = [
     ("tests", "Delete", test_service_pb2.DeleteTestRequest, USER_MD),
     ("tests", "List", test_service_pb2.ListTestsRequest, USER_MD),
     ("operations", "Get", operation_service_pb2.GetOperationRequest, USER_MD),
+    ("api_agents", "Get", api_agent_service_pb2.GetAgentRequest, USER_MD),
+    ("api_agents", "List", api_agent_service_pb2.ListAgentsRequest, USER_MD),
     ("registration", "Register", agent_registration_service_pb2.RegisterRequest, AGENT_MD),
     (
         "registration",
