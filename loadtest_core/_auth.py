@@ -49,6 +49,10 @@ def principal_of(token: bytes | None) -> str:
     return _principal(_digest(token))
 
 
+def _session_mac(digest: bytes, expires: int) -> str:
+    return hmac.new(digest, f"loadtest-core session {expires}".encode(), hashlib.sha256).hexdigest()
+
+
 def _principal(digest: bytes) -> str:
     return "token:" + digest.hex()[:12]
 
@@ -91,6 +95,40 @@ class TokenAuth:
             if hmac.compare_digest(candidate, digest) and found is None:
                 found = role
         return found
+
+    def has_shared_tokens(self) -> bool:
+        """Whether one token was given for both roles (it then acts as a user token only)."""
+        users = {d for d, r in self._tokens if r is Role.USER}
+        return any(d in users for d, r in self._tokens if r is Role.AGENT)
+
+    def session(self, token: bytes | None, expires: int) -> str | None:
+        """A browser session value for a user token, valid until ``expires`` (epoch seconds).
+
+        It is ``<expires>.<HMAC-SHA256 keyed by the token's digest>``: it holds no
+        token, stops working when the token is removed from the configuration,
+        and cannot be extended by its holder. None when the token is not a
+        user token.
+        """
+        if token is None:
+            return None
+        digest = _digest(token)
+        if self._role_of_digest(digest) is not Role.USER:
+            return None
+        return f"{expires}.{_session_mac(digest, expires)}"
+
+    def session_role(self, value: str | None, now: float) -> Role | None:
+        """USER for a session value made by ``session`` from a configured token, before it expires."""
+        if not value or len(value) > 200:
+            return None
+        expires, _, mac = value.partition(".")
+        if not expires.isdigit() or int(expires) <= now:
+            return None
+        found = False
+        for digest, role in self._tokens:
+            if role is Role.USER:
+                expected = _session_mac(digest, int(expires))
+                found = hmac.compare_digest(expected, mac) or found
+        return Role.USER if found else None
 
     def require(self, header: str | bytes | None, role: Role) -> None:
         """Raise Unauthenticated (missing/wrong) or PermissionDenied (other role)."""
