@@ -117,7 +117,7 @@ class TokenAuth:
         return f"{expires}.{_session_mac(digest, expires)}"
 
     def session_role(self, value: str | None, now: float) -> Role | None:
-        """USER for a session value made by ``session`` from a configured token, before it expires."""
+        """USER for an unexpired value ``session`` made from a configured token, else None."""
         if not value or len(value) > 200:
             return None
         expires, _, mac = value.partition(".")

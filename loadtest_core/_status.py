@@ -15,6 +15,7 @@ __all__ = [
     "EXECUTION",
     "EXECUTION_RANK",
     "FINISHED",
+    "LIFECYCLE",
     "TERMINAL",
     "AgentStatus",
     "Status",
@@ -84,6 +85,21 @@ ACTIVE: frozenset[Status] = frozenset(EXECUTION) | {Status.STOPPING}
 TERMINAL: frozenset[Status] = frozenset(
     {Status.DONE, Status.FAILED, Status.STOPPED, Status.AUTOSTOPPED, Status.CANCELLED}
 )
+LIFECYCLE: tuple[Status, ...] = (
+    Status.CREATED,
+    *EXECUTION,
+    Status.STOPPING,
+    Status.LOST,
+    Status.DONE,
+    Status.FAILED,
+    Status.STOPPED,
+    Status.AUTOSTOPPED,
+    Status.CANCELLED,
+    Status.DELETING,
+)
+"""Every stored status in the order a test meets them: for tables, legends and pickers."""
+
+
 FINISHED: frozenset[Status] = TERMINAL | {Status.DELETING}
 """Statuses with ``finished_at`` set: terminal, or being deleted."""
 

@@ -1,21 +1,35 @@
-"""The ``loadtest-core`` command: ``serve``, ``cert``, ``simulate`` and ``diagram``.
+"""The ``loadtest-core`` command.
 
 Each subcommand's flags live next to its code (``loadtest_core.server._cli``,
-``loadtest_core.sim._cli``); those modules import their optional extras only
-when the command runs, so ``loadtest-core diagram`` works with the core alone.
+``loadtest_core.sim._cli``, ``loadtest_core.client._cli``); those modules
+import their optional extras only when the command runs, so
+``loadtest-core diagram`` works with the core alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
+DESCRIPTION = (
+    "The lifecycle of load tests: run the control plane (serve, cert), see and drive its "
+    "tests (test, agent, config), simulate agents and users (simulate), draw the lifecycle "
+    "(diagram)."
+)
+EPILOG = "Run 'loadtest-core COMMAND --help' for a command's options."
+
+# name -> (module with add_arguments/run, one-line help)
 _COMMANDS = {
     "serve": ("loadtest_core.server._cli", "run the control plane: gRPC and HTTP over one engine"),
+    "test": ("loadtest_core.client._test_cli", "list, show, stop, wait for or delete tests"),
+    "agent": ("loadtest_core.client._agent_cli", "list or show registered agents"),
+    "config": ("loadtest_core.client._config_cli", "manage load generator configs"),
     "cert": (
         "loadtest_core.server._cert",
         "write a self-signed certificate and key for serve --tls-cert/--tls-key",
@@ -24,33 +38,92 @@ _COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors name the command that was given, with a short usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    from loadtest_core import __version__
+
+    return f"loadtest-core {__version__}"
+
+
 def _diagram(args: argparse.Namespace) -> int:
     from loadtest_core._diagram import render
 
-    sys.stdout.write(render(args.format))
+    text = render(args.format, simple=args.simple)
+    if args.markdown:
+        text = f"```{'mermaid' if args.format == 'mermaid' else 'dot'}\n{text}```\n"
+    sys.stdout.write(text)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loadtest-core", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="loadtest-core", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in _COMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:  # pragma: no cover - the module ships with the package
-            continue
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=getattr(mod, "DESCRIPTION", help_text),
+            usage=f"loadtest-core {name} {getattr(mod, 'USAGE', '[options]')}",
+        )
         mod.add_arguments(p)
         p.set_defaults(handler=mod.run)
-    d = sub.add_parser("diagram", help="print the lifecycle state diagram")
-    d.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    d = sub.add_parser(
+        "diagram",
+        help="print the lifecycle state diagram",
+        description="Print the lifecycle's state diagram, generated from the transition table: "
+        "Mermaid (paste into GitHub or mermaid.live) or Graphviz dot (dot -Tsvg).",
+        usage="loadtest-core diagram [--format mermaid|dot] [--simple] [--markdown]",
+    )
+    d.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="the notation")
+    d.add_argument(
+        "--simple",
+        action="store_true",
+        help="statuses only, one unlabelled edge per pair, the execution stages in one box",
+    )
+    d.add_argument(
+        "--markdown",
+        action="store_true",
+        help="wrap the diagram in a fenced code block, ready for a Markdown file",
+    )
     d.set_defaults(handler=_diagram)
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The parser of the deepest subcommand given, so its usage is the one shown."""
+    current: Any = parser
+    for dest in ("command", "action"):
+        name = getattr(args, dest, None)
+        actions = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if name is None or not actions:
+            break
+        current = actions[0].choices[name]
+    return current
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _subparser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        code: int = args.handler(args)
+    except BrokenPipeError:  # `loadtest-core ... | head`: the reader left; say nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
     return code
 
 

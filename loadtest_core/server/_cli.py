@@ -15,10 +15,12 @@ ENV_TLS_KEY = "LOADTEST_CORE_TLS_KEY"
 
 
 def _address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    from loadtest_core.server._ports import AddressError, parse_address
+
+    try:
+        return parse_address(text)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> float:
@@ -80,14 +82,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_address,
         default=("127.0.0.1", 50051),
         metavar="HOST:PORT",
-        help="gRPC address (default 127.0.0.1:50051; port 0 picks a free one)",
+        help="gRPC address (default 127.0.0.1:50051; :PORT for every interface; "
+        "port 0 picks a free one)",
     )
     p.add_argument(
         "--http",
         type=_address,
         default=("127.0.0.1", 8080),
         metavar="HOST:PORT",
-        help="HTTP address for POST /stop/execution (default 127.0.0.1:8080)",
+        help="HTTP address of the status page, /metrics and POST /stop/execution "
+        "(default 127.0.0.1:8080)",
     )
     p.add_argument("--no-http", action="store_true", help="do not serve HTTP")
     p.add_argument(
@@ -162,16 +166,54 @@ def _tokens(flags: list[str], env: str) -> list[str]:
     return [*flags, *extra]
 
 
+def _fail(message: str) -> int:
+    print(f"loadtest-core serve: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _warn(message: str) -> None:
+    print(f"loadtest-core serve: warning: {message}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    from loadtest_core import InvalidArgument, TokenAuth
+
+    for flag, given in (("--user-token", args.user_token), ("--agent-token", args.agent_token)):
+        for token in given:
+            if not token or token != token.strip() or not token.isprintable():
+                return _fail(
+                    f"{flag} {token!r}: a token must be non-empty printable text without "
+                    f'surrounding spaces, e.g. {flag} "$(openssl rand -hex 16)"'
+                )
     users = _tokens(args.user_token, ENV_USER)
     agents = _tokens(args.agent_token, ENV_AGENT)
     if not users and not agents and not args.insecure_no_auth:
-        print(
-            "loadtest-core serve: no token configured; give --user-token and --agent-token "
-            f"(or ${ENV_USER} / ${ENV_AGENT}), or --insecure-no-auth",
-            file=sys.stderr,
+        return _fail(
+            "no token configured; give --user-token and --agent-token "
+            f"(or ${ENV_USER} / ${ENV_AGENT}), or --insecure-no-auth"
         )
-        return 2
+    try:
+        auth = TokenAuth(users, agents, insecure=args.insecure_no_auth)
+    except InvalidArgument as exc:
+        env = f"${ENV_USER} / ${ENV_AGENT}"
+        return _fail(f"{exc.message} (check {env}: comma-separated tokens)")
+    http = None if args.no_http else args.http
+    if http is not None and http[1] == args.grpc[1] != 0:
+        return _fail(f"--grpc and --http both use port {http[1]}; give them different ports")
+    if auth.has_shared_tokens():
+        _warn(
+            "a token is both a --user-token and an --agent-token: it acts as a user token, so "
+            "agents using it are refused (PERMISSION_DENIED); give each role its own token"
+        )
+    if args.insecure_no_auth and (users or agents):
+        _warn("--insecure-no-auth is ignored: tokens are configured, so every call needs one")
+    elif args.insecure_no_auth:
+        everyone = "" in (args.grpc[0], "" if http is None else http[0])
+        reach = "anyone on the network" if everyone else "any program that can connect to it"
+        _warn(
+            f"--insecure-no-auth: no token is checked; {reach} can create and stop tests "
+            "and act as an agent"
+        )
     from loadtest_core.server._tls import TlsError, load_tls
 
     try:
@@ -180,8 +222,7 @@ def run(args: argparse.Namespace) -> int:
             args.tls_key or os.environ.get(ENV_TLS_KEY) or None,
         )
     except TlsError as exc:
-        print(f"loadtest-core serve: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     try:
         from loadtest_core.grpc import GrpcLimits
         from loadtest_core.server._serve import Options, serve
@@ -193,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     options = Options(
         grpc=args.grpc,
-        http=None if args.no_http else args.http,
+        http=http,
         db=args.db,
         user_tokens=users,
         agent_tokens=agents,

@@ -179,9 +179,7 @@ class Observer(Collector):
 
     def collect(self) -> Iterator[Metric]:
         counts = self.engine.count_by_status()
-        tests = GaugeMetricFamily(
-            "loadtest_tests", "Stored tests by status.", labels=["status"]
-        )
+        tests = GaugeMetricFamily("loadtest_tests", "Stored tests by status.", labels=["status"])
         for status in Status:
             if status is not Status.STATUS_UNSPECIFIED:
                 tests.add_metric([status.name], counts.get(status, 0))

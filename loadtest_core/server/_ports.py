@@ -12,13 +12,16 @@ import errno
 import ipaddress
 import re
 import socket
+from typing import Any
 
 __all__ = ["ALL", "AddressError", "bind", "describe", "grpc_target", "parse_address", "probe"]
 
 ALL = ""
 """The host of ``:PORT``: every interface."""
 
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
+)
 _DOTTED = re.compile(r"[0-9.]+\Z")
 
 
@@ -53,7 +56,7 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def describe(host: str, port: int) -> str:
-    """How a person reads an address: ``127.0.0.1:50051``, ``[::1]:80``, ``all interfaces, port 80``."""
+    """An address as a person reads it: ``[::1]:80``, ``all interfaces, port 80``."""
     if host == ALL:
         return f"all interfaces, port {port}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -94,15 +97,11 @@ def bind(host: str, port: int, flag: str) -> socket.socket:
     try:
         if host == ALL:
             dual = socket.has_dualstack_ipv6()
-            infos = [(socket.AF_INET6, ("::", port))] if dual else [(socket.AF_INET, ("", port))]
+            family = socket.AF_INET6 if dual else socket.AF_INET
+            address: Any = ("::" if dual else "", port)
         else:
-            infos = [
-                (family, address)
-                for family, _, _, _, address in socket.getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM
-                )
-            ]
-        family, address = infos[0]
+            info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+            family, address = info[0], info[4]
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,5 +117,5 @@ def bind(host: str, port: int, flag: str) -> socket.socket:
 
 
 def probe(host: str, port: int, flag: str) -> None:
-    """Raise AddressError if ``bind`` would fail now (to explain a refusal gRPC gives no reason for)."""
+    """Raise AddressError if ``bind`` would fail now (gRPC refuses without saying why)."""
     bind(host, port, flag).close()

@@ -4,6 +4,11 @@ The gRPC server is the asyncio one: its throughput matches ``grpc.server``
 with a thread pool on the loopback benchmark, with fewer and smaller latency
 spikes (docs/performance.md). Calls run inline on the event loop over a
 MemoryStore and on the loop's worker threads over SQLite, whose commits block.
+
+Both ports are bound before either is announced, and never shared
+(``grpc.so_reuseport`` off): a port in use ends ``serve`` with one line and
+exit code 2 before anything listens. gRPC also serves the standard health
+service and server reflection; HTTP the status page and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from loadtest_core import (
     Engine,
@@ -31,9 +39,13 @@ from loadtest_core import (
     StoreError,
     StoreUnavailable,
     TokenAuth,
+    __version__,
 )
 from loadtest_core._store import Store
 from loadtest_core.grpc import GrpcLimits, add_aio_servicers
+from loadtest_core.grpc._servicers import service_names
+from loadtest_core.server._metrics import Observer
+from loadtest_core.server._ports import AddressError, bind, describe, grpc_target, probe
 from loadtest_core.server._tls import TlsFiles
 
 log = logging.getLogger("loadtest_core.server")
@@ -58,6 +70,11 @@ class Options:
 
 def _emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def _say(text: str) -> None:
+    """A line for the person who started ``serve`` (stderr; stdout stays JSON)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 class Ticker(threading.Thread):
@@ -118,22 +135,59 @@ def log_to(fd: int) -> BatchedLogHandler:
     return handler
 
 
+GRPC_OPTIONS = (("grpc.so_reuseport", 0),)
+"""No port sharing: a second server on a taken port must fail, not split its connections."""
+
+
+def observe(engine: Engine, handler: BatchedLogHandler | None) -> Observer:
+    """Metrics for ``engine`` and, with ``handler``, a JSON line per status change."""
+    observer = Observer(engine, None if handler is None else handler.write_line)
+    observer.attach()
+    return observer
+
+
 def aio_server(
     engine: Engine,
     auth: TokenAuth,
     handler: BatchedLogHandler | None = None,
     limits: GrpcLimits | None = None,
+    observer: Observer | None = None,
 ) -> grpc.aio.Server:
     """The gRPC server of ``serve`` (also what benchmarks/grpc_stop.py measures).
 
     With ``handler``, each RPC's line goes straight into its buffer; ``limits``
-    become the server's options, enforced by the gRPC core.
+    become the server's options, enforced by the gRPC core; with ``observer``,
+    each RPC is counted and timed.
     """
     limits = GrpcLimits() if limits is None else limits
-    server = grpc.aio.server(options=limits.options(), maximum_concurrent_rpcs=limits.max_rpcs)
+    server = grpc.aio.server(
+        options=[*limits.options(), *GRPC_OPTIONS], maximum_concurrent_rpcs=limits.max_rpcs
+    )
     sink = None if handler is None else handler.write_line
-    add_aio_servicers(server, engine, auth, rpc_log=sink, limits=limits)
+    on_rpc = None if observer is None else observer.on_rpc
+    add_aio_servicers(server, engine, auth, rpc_log=sink, limits=limits, on_rpc=on_rpc)
     return server
+
+
+def add_health_and_reflection(server: grpc.aio.Server) -> Any:
+    """The standard health service (SERVING for every service) and server reflection."""
+    checker = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    names = service_names()
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return checker, names
+
+
+async def _set_health(checker: Any, names: list[str], serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *names):
+        await checker.set(name, status)
 
 
 def open_store(db: str) -> Store:
@@ -159,47 +213,58 @@ def open_store(db: str) -> Store:
     return store
 
 
-def _http_server(
-    engine: Engine,
-    auth: TokenAuth,
-    host: str,
-    port: int,
-    limits: dict[str, Any],
-    tls: TlsFiles | None = None,
-) -> Any:
-    try:
-        import uvicorn
+def _http_server(app: Any, sock: socket.socket, limits: Any, tls: TlsFiles | None) -> Any:
+    """Run ``app`` with the hardened uvicorn on the already bound ``sock``: (server, thread)."""
+    import uvicorn
 
-        from loadtest_core.http import HttpLimits, create_app, uvicorn_config
-    except ImportError as exc:
-        _emit("http_disabled", reason=f"the http extra is not installed ({exc})")
-        return None
-    edge = HttpLimits(**limits)
-    app = create_app(engine, auth, max_body=edge.max_body)
+    from loadtest_core.http import uvicorn_config
+
+    host, port = sock.getsockname()[:2]
     config = uvicorn_config(
         app,
         host=host,
         port=port,
-        limits=edge,
+        limits=limits,
         ssl_certfile=None if tls is None else tls.cert_path,
         ssl_keyfile=None if tls is None else tls.key_path,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="loadtest-core-http", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="loadtest-core-http", daemon=True
+    )
     thread.start()
     while not server.started and thread.is_alive():
         threading.Event().wait(0.02)
     if not server.started:
-        raise OSError(f"cannot serve HTTP on {host}:{port}")
-    bound = server.servers[0].sockets[0].getsockname()
-    _emit("http_listening", address=f"{bound[0]}:{bound[1]}", tls=tls is not None)
+        raise OSError(f"cannot serve HTTP on {sock.getsockname()}")
     return server, thread
 
 
+def _error(message: str) -> int:
+    _say(f"loadtest-core serve: error: {message}")
+    _emit("error", message=message)
+    return 2
+
+
 def serve(options: Options) -> int:
+    http_sock = None
+    if options.http is not None:
+        try:
+            import uvicorn  # noqa: F401
+
+            from loadtest_core.server._web import web_app  # noqa: F401
+        except ImportError as exc:
+            _emit("http_disabled", reason=f"the http extra is not installed ({exc})")
+        else:
+            try:
+                http_sock = bind(*options.http, "--http")
+            except AddressError as exc:
+                return _error(str(exc))
     try:
         store = open_store(options.db)
     except StoreUnavailable as exc:
+        if http_sock is not None:
+            http_sock.close()
         print(f"loadtest-core serve: {exc.message}", file=sys.stderr)
         return 2
     handler = log_to(sys.stderr.fileno())
@@ -208,8 +273,10 @@ def serve(options: Options) -> int:
         store, policies=Policies(lost_after=options.lost_after, lost_expiry=options.lost_expiry)
     )
     try:
-        code = asyncio.run(_serve(options, engine, auth, handler))
+        code = asyncio.run(_serve(options, engine, auth, handler, http_sock))
     finally:
+        if http_sock is not None:
+            http_sock.close()
         store.close()
         handler.drain()
     if code == 0:
@@ -218,39 +285,67 @@ def serve(options: Options) -> int:
 
 
 async def _serve(
-    options: Options, engine: Engine, auth: TokenAuth, handler: BatchedLogHandler
+    options: Options,
+    engine: Engine,
+    auth: TokenAuth,
+    handler: BatchedLogHandler,
+    http_sock: socket.socket | None,
 ) -> int:
-    server = aio_server(engine, auth, handler, options.grpc_limits)
-    host, port = options.grpc
-    try:
-        if options.tls is None:
-            bound = server.add_insecure_port(f"{host}:{port}")
-        else:
-            creds = grpc.ssl_server_credentials([(options.tls.key, options.tls.cert)])
-            bound = server.add_secure_port(f"{host}:{port}", creds)
-    except RuntimeError:
-        bound = 0
-    if bound == 0:
-        _emit("error", message=f"cannot bind gRPC on {host}:{port}")
-        return 1
-    await server.start()
-    _emit("grpc_listening", address=f"{host}:{bound}", db=options.db, tls=options.tls is not None)
-    http = (
-        None
-        if options.http is None
-        else _http_server(engine, auth, *options.http, options.http_limits, options.tls)
-    )
-    ticker = Ticker(engine, options.lost_after / 4)
-    ticker.start()
-    done = asyncio.Event()
+    done = asyncio.Event()  # a signal during startup stops serve as soon as it is up
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, done.set)
+    observer = observe(engine, handler)
+    server = aio_server(engine, auth, handler, options.grpc_limits, observer)
+    checker, names = add_health_and_reflection(server)
+    host, port = options.grpc
+    try:
+        probe(host, port, "--grpc")  # says why, where gRPC would only log a C-core line
+    except AddressError as exc:
+        return _error(str(exc))
+    try:
+        target = grpc_target(host, port)
+        if options.tls is None:
+            bound = server.add_insecure_port(target)
+        else:
+            creds = grpc.ssl_server_credentials([(options.tls.key, options.tls.cert)])
+            bound = server.add_secure_port(target, creds)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        return _error(f"--grpc {describe(host, port)}: gRPC cannot listen there")
+    http = None
+    if http_sock is not None:
+        from loadtest_core.http import HttpLimits
+        from loadtest_core.server._web import web_app
+
+        edge = HttpLimits(**options.http_limits)
+        app = web_app(engine, auth, observer, handler.write_line, max_body=edge.max_body)
+        http = _http_server(app, http_sock, edge, options.tls)
+    await server.start()
+    await _set_health(checker, names, serving=True)
+    tls = options.tls is not None
+    _emit("grpc_listening", address=_shown(host, bound), db=options.db, tls=tls)
+    where = f"gRPC{' (TLS)' if tls else ''} on {describe(host, bound)}"
+    if http is not None:
+        http_port = http_sock.getsockname()[1] if http_sock is not None else 0
+        assert options.http is not None
+        http_host = options.http[0]
+        _emit("http_listening", address=_shown(http_host, http_port), tls=tls)
+        url = f"{'https' if tls else 'http'}://{_url_host(http_host)}:{http_port}"
+        where += f", HTTP on {url}/ (status page {url}/ui/, metrics {url}/metrics)"
+    ticker = Ticker(engine, options.lost_after / 4)
+    ticker.start()
+    _say(
+        f"loadtest-core {__version__} serving {where}; data in {options.db}. "
+        f"Stop with Ctrl-C or: kill {os.getpid()}"
+    )
     while not done.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), DRAIN_EVERY)
         handler.drain()
     _emit("stopping")
+    await _set_health(checker, names, serving=False)
     if http is not None:
         http[0].should_exit = True
         await asyncio.to_thread(http[1].join, options.grace)
@@ -258,3 +353,16 @@ async def _serve(
     ticker.stopped.set()
     await asyncio.to_thread(ticker.join)
     return 0
+
+
+def _shown(host: str, port: int) -> str:
+    """The machine-readable address: ``host:port``, ``0.0.0.0:port`` for every interface."""
+    if host == "":
+        return f"0.0.0.0:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _url_host(host: str) -> str:
+    if host == "":
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
