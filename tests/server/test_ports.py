@@ -45,7 +45,7 @@ def test_addresses_that_parse(text: str, parsed: tuple[str, int]) -> None:
 )
 def test_addresses_that_are_refused_say_how_to_write_them(text: str, fix: str) -> None:
     """Each malformed address raises AddressError with the shape to use instead."""
-    with pytest.raises(AddressError, match="e.g.|brackets") as info:
+    with pytest.raises(AddressError, match=r"e\.g\.|brackets") as info:
         parse_address(text)
     assert fix in str(info.value)
 
