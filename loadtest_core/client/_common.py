@@ -178,7 +178,8 @@ def fail(message: str, code: int = EXIT_ERROR) -> CliError:
 
 
 def proto_data(message: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
+    """proto3 JSON with field names as in the .proto files (what ``yc --format json`` prints)."""
+    from google.protobuf import empty_pb2, json_format  # noqa: F401  (Empty inside an Any)
 
     data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
     return data
