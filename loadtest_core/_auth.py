@@ -116,19 +116,24 @@ class TokenAuth:
             return None
         return f"{expires}.{_session_mac(digest, expires)}"
 
-    def session_role(self, value: str | None, now: float) -> Role | None:
-        """USER for an unexpired value ``session`` made from a configured token, else None."""
+    def session_principal(self, value: str | None, now: float) -> str | None:
+        """The principal of the user token an unexpired ``session`` value was made from, or None.
+
+        It is the token's own ``principal_of``, so a stop from the page names the
+        same caller as one made with the token over gRPC.
+        """
         if not value or len(value) > 200:
             return None
         expires, _, mac = value.partition(".")
         if not expires.isdigit() or int(expires) <= now:
             return None
-        found = False
+        found: bytes | None = None
         for digest, role in self._tokens:
             if role is Role.USER:
                 expected = _session_mac(digest, int(expires))
-                found = hmac.compare_digest(expected, mac) or found
-        return Role.USER if found else None
+                if hmac.compare_digest(expected, mac) and found is None:
+                    found = digest
+        return None if found is None else _principal(found)
 
     def require(self, header: str | bytes | None, role: Role) -> None:
         """Raise Unauthenticated (missing/wrong) or PermissionDenied (other role)."""

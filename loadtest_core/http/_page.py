@@ -58,7 +58,7 @@ _HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make browsers send Origin: null
     "Cache-Control": "no-store",
 }
 _MESSAGES = {
@@ -136,7 +136,7 @@ JS = """
       .then(function (text) {
         if (text === null || text === undefined) { return; }
         live.innerHTML = text;
-        if (stamp) { stamp.textContent = new Date().toLocaleTimeString(); }
+        if (stamp) { stamp.textContent = new Date().toTimeString().slice(0, 8); }
       })
       .catch(function () {});
   }
@@ -151,6 +151,13 @@ JS = """
   });
 })();
 """.replace("REFRESH", str(REFRESH_SECONDS))
+
+
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#2458d3"/>'
+    '<path d="M3 11l3-4 3 2 4-6" stroke="#fff" stroke-width="2" fill="none"/></svg>'
+)
 
 
 def _e(value: object) -> str:
@@ -217,16 +224,17 @@ class _Page:
         if token is not None and self.auth.role_of(token) is Role.USER:
             return ""
         value = request.cookies.get(COOKIE)
-        if self.auth.session_role(value, time.time()) is Role.USER:
+        if self.auth.session_principal(value, time.time()) is not None:
             return value
         return None
 
     def principal(self, request: Request) -> str:
+        """Who stops a test from the page: the same name the token has over gRPC."""
         token = bearer_token(request.headers.get("authorization"))
-        if token is not None:
+        if token is not None or self.auth.insecure:
             return principal_of(token)
-        value = request.cookies.get(COOKIE)
-        return "ui:" + hashlib.sha256((value or "").encode()).hexdigest()[:12] if value else "ui"
+        found = self.auth.session_principal(request.cookies.get(COOKIE), time.time())
+        return found or principal_of(None)
 
     # --- rendering ----------------------------------------------------------------
 
@@ -240,7 +248,8 @@ class _Page:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)} · loadtest-core</title>
-<link rel="stylesheet" href="/ui/static/page.css"></head>
+<link rel="stylesheet" href="/ui/static/page.css">
+<link rel="icon" href="/ui/static/icon.svg" type="image/svg+xml"></head>
 <body><header><h1><a href="/ui/">loadtest-core</a></h1>
 <div class="right"><label class="inline"><span>
 <input type="checkbox" id="pause"> pause refresh</span></label>
@@ -250,7 +259,7 @@ class _Page:
 <script src="/ui/static/page.js"></script></body></html>"""
         return HTMLResponse(text, status_code=status, headers=_HEADERS)
 
-    def login(self, next_url: str, error: str = "") -> Response:
+    def login(self, next_url: str, error: str = "", status: int = 200) -> Response:
         message = f'<div class="msg error">{_e(error)}</div>' if error else ""
         body = f"""<div class="login"><h2>Sign in</h2>{message}
 <form method="post" action="/ui/login">
@@ -261,7 +270,7 @@ class _Page:
 <p class="muted">The token given to <code>serve --user-token</code>. The browser keeps a
 session cookie for 12 hours, not the token.</p>
 </form></div>"""
-        return self.document("Sign in", body, status=401, signed_in=False)
+        return self.document("Sign in", body, status=status, signed_in=False)
 
     def stop_form(self, test_id: str, session: str, back: str) -> str:
         return (
@@ -471,6 +480,26 @@ session cookie for 12 hours, not the token.</p>
         )
 
 
+MAX_FORM = 16384
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form (the page's only kind), capped in size; the first value of each field."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return {}
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        return {}
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
 def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -486,11 +515,10 @@ def page_routes(engine: Engine, auth: TokenAuth) -> list[Route]:
         async def run(request: Request) -> Response:
             session = page.session_of(request)
             if session is None:
-                if request.headers.get("x-partial"):
+                if request.headers.get("x-partial") or request.method != "GET":
                     return Response(status_code=401, headers=_HEADERS)
-                return page.login(
-                    request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                )
+                target = "/ui/login?" + urlencode({"next": _here(request)})
+                return RedirectResponse(target, status_code=303, headers=_HEADERS)
             return await handler(request, session)
 
         return run
@@ -522,7 +550,7 @@ def page_routes(engine: Engine, auth: TokenAuth) -> list[Route]:
 
     async def stop(request: Request, session: str) -> Response:
         test_id = request.path_params["test_id"]
-        form = await request.form()
+        form = await _form(request)
         back = _safe_next(str(form.get("next", "")))
         given = str(form.get("csrf", ""))
         if not _same_origin(request) or not hmac.compare_digest(given, _csrf(session)):
@@ -541,14 +569,14 @@ def page_routes(engine: Engine, auth: TokenAuth) -> list[Route]:
         return page.login(request.query_params.get("next", "/ui/"))
 
     async def login(request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         next_url = _safe_next(str(form.get("next", "")))
         if not _same_origin(request):
-            return page.login(next_url, "This sign-in came from another site.")
+            return page.login(next_url, "This sign-in came from another site.", 403)
         raw = str(form.get("token", "")).strip().encode()
         value = auth.session(raw or None, int(time.time()) + SESSION_SECONDS)
         if value is None:
-            return page.login(next_url, "That is not a user token of this server.")
+            return page.login(next_url, "That is not a user token of this server.", 401)
         response = RedirectResponse(next_url, status_code=303)
         response.set_cookie(
             COOKIE,
@@ -573,6 +601,9 @@ def page_routes(engine: Engine, auth: TokenAuth) -> list[Route]:
     async def js(request: Request) -> Response:
         return Response(JS, media_type="text/javascript", headers={"Cache-Control": "max-age=300"})
 
+    async def icon(request: Request) -> Response:
+        return Response(ICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
+
     async def root(request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=307)
 
@@ -585,6 +616,8 @@ def page_routes(engine: Engine, auth: TokenAuth) -> list[Route]:
         Route("/ui/logout", logout, methods=["POST"]),
         Route("/ui/static/page.css", css, methods=["GET"]),
         Route("/ui/static/page.js", js, methods=["GET"]),
+        Route("/ui/static/icon.svg", icon, methods=["GET"]),
+        Route("/favicon.ico", icon, methods=["GET"]),
         Route("/ui/tests/{test_id}", guarded(detail), methods=["GET"]),
         Route("/ui/tests/{test_id}/stop", guarded(stop), methods=["POST"]),
     ]

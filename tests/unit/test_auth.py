@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from loadtest_core import Role, TokenAuth
+from loadtest_core import TokenAuth
+from loadtest_core._auth import principal_of
 
 
 def test_a_session_is_made_from_a_user_token_only() -> None:
@@ -16,12 +17,12 @@ def test_a_session_is_made_from_a_user_token_only() -> None:
     assert auth.session(None, 2000) is None
 
 
-def test_a_session_is_valid_until_it_expires() -> None:
-    """session_role is USER before the expiry and None from then on."""
-    auth = TokenAuth(["u"], [])
-    value = auth.session(b"u", 2000)
-    assert auth.session_role(value, 1999.5) is Role.USER
-    assert auth.session_role(value, 2000) is None
+def test_a_session_is_valid_until_it_expires_and_names_its_token() -> None:
+    """session_principal is the token's principal before the expiry and None from then on."""
+    auth = TokenAuth(["u", "v"], [])
+    value = auth.session(b"v", 2000)
+    assert auth.session_principal(value, 1999.5) == principal_of(b"v")
+    assert auth.session_principal(value, 2000) is None
 
 
 def test_a_tampered_or_foreign_session_is_refused() -> None:
@@ -30,12 +31,12 @@ def test_a_tampered_or_foreign_session_is_refused() -> None:
     assert value is not None
     expires, mac = value.split(".")
     auth = TokenAuth(["u"], [])
-    assert auth.session_role(f"3000.{mac}", 0) is None
+    assert auth.session_principal(f"3000.{mac}", 0) is None
     flipped = mac[:-1] + ("1" if mac[-1] == "0" else "0")
-    assert auth.session_role(f"{expires}.{flipped}", 0) is None
+    assert auth.session_principal(f"{expires}.{flipped}", 0) is None
     for garbage in ("", "2000", ".", "x.y", "2000." + "a" * 300, None):
-        assert auth.session_role(garbage, 0) is None
-    assert TokenAuth(["other"], []).session_role(value, 0) is None
+        assert auth.session_principal(garbage, 0) is None
+    assert TokenAuth(["other"], []).session_principal(value, 0) is None
 
 
 def test_shared_tokens_are_detected() -> None:
