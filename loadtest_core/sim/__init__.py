@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from loadtest_core.sim._scenario import Distribution, Faults, Scenario, load_scenario
-from loadtest_core.sim._sim import Metrics, Shard, Simulator, plan_shards, simulate
+from loadtest_core.sim._sim import (
+    Interrupted,
+    Metrics,
+    Shard,
+    Simulator,
+    plan_shards,
+    simulate,
+)
 
 __all__ = [
     "Distribution",
     "Faults",
+    "Interrupted",
     "Metrics",
     "Scenario",
     "Shard",

@@ -38,7 +38,7 @@ from loadtest_core._status import EXECUTION, TERMINAL
 from loadtest_core._table import Kind
 from loadtest_core.sim._scenario import Scenario
 
-__all__ = ["Metrics", "Shard", "Simulator", "plan_shards", "simulate"]
+__all__ = ["Interrupted", "Metrics", "Shard", "Simulator", "plan_shards", "simulate"]
 
 BASE = 1_700_000_000.0
 INF = 2**62  # "never", in microseconds
@@ -638,7 +638,7 @@ class Simulator:
         import time
 
         sc = self.sc
-        wall = time.perf_counter()
+        self._started = time.perf_counter()
         rate = sc.arrival_rate
         tests = sc.tests
         # Creations are a sorted stream merged with the agenda instead of n entries in it:
@@ -702,8 +702,14 @@ class Simulator:
                 self.progress(self.terminal, tests, self.now / US)
             if self.terminal >= tests:
                 break
+        return self.finish()
+
+    def finish(self) -> Metrics:
+        """The metrics of the run so far: at its end, or after an interruption."""
+        import time
+
         m = self.metrics
-        m.wall_seconds = time.perf_counter() - wall
+        m.wall_seconds = time.perf_counter() - getattr(self, "_started", time.perf_counter())
         m.simulated_seconds = self.now / US
         counts: dict[str, int] = {}
         for state in self.store.iter_tests():
@@ -715,7 +721,7 @@ class Simulator:
         if self.timeline_every:
             self._sample(self.now)
         if self.progress is not None:
-            self.progress(self.terminal, sc.tests, self.now / US)
+            self.progress(self.terminal, self.sc.tests, self.now / US)
         return m
 
     def _tick_due(self, deadline: float) -> int:
@@ -778,6 +784,21 @@ def _run_shard(args: tuple[Shard, bool, float | None]) -> Metrics:
     ).run()
 
 
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C; ``metrics`` covers the shards that ran, the last one partly."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__("interrupted")
+        self.metrics = metrics
+
+
+def _ignore_sigint() -> None:
+    """In pool workers: Ctrl-C is the parent's to handle (no traceback per worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def simulate(
     scenario: Scenario,
     *,
@@ -794,6 +815,9 @@ def simulate(
     this process (``trace`` gets their logs in shard order); otherwise they go to
     ``executor`` (any concurrent.futures executor, e.g. a Dask client's) or to a
     process pool of ``workers``, and ``trace`` is refused.
+
+    Ctrl-C raises :class:`Interrupted` with the metrics of what ran: finished
+    shards, and in one process the interrupted shard as far as it got.
     """
     import time
 
@@ -803,21 +827,28 @@ def simulate(
     parts: list[Metrics] = []
     ended = 0
     if workers <= 1 and executor is None:
-        for shard in shards:
-            report = None
-            if progress is not None:
-                report = functools.partial(_offset_progress, progress, ended, total)
-            sim = Simulator(
-                shard.scenario,
-                check=check,
-                trace=trace,
-                progress=report,
-                timeline_every=timeline_every,
-                shard=shard.number,
-                first_test=shard.first_test,
-            )
-            parts.append(sim.run())
-            ended += sim.terminal
+        sim = None
+        try:
+            for shard in shards:
+                report = None
+                if progress is not None:
+                    report = functools.partial(_offset_progress, progress, ended, total)
+                sim = Simulator(
+                    shard.scenario,
+                    check=check,
+                    trace=trace,
+                    progress=report,
+                    timeline_every=timeline_every,
+                    shard=shard.number,
+                    first_test=shard.first_test,
+                )
+                parts.append(sim.run())
+                ended += sim.terminal
+                sim = None
+        except KeyboardInterrupt:
+            if sim is not None:
+                parts.append(sim.finish())
+            raise Interrupted(_partial(parts, wall)) from None
     else:
         if trace is not None:
             raise ValueError("a trace needs the shards in one process: workers=1, no executor")
@@ -827,8 +858,9 @@ def simulate(
             import concurrent.futures
 
             pool = executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(workers, len(jobs))
+                max_workers=min(workers, len(jobs)), initializer=_ignore_sigint
             )
+        futures = []
         try:
             futures = [executor.submit(_run_shard, job) for job in jobs]
             for future in futures:
@@ -837,11 +869,31 @@ def simulate(
                 ended += part.tests - part.stuck
                 if progress is not None:
                     progress(ended, total, part.simulated_seconds)
+        except KeyboardInterrupt:
+            for future in futures:
+                future.cancel()
+            done = [
+                f.result()
+                for f in futures[len(parts) :]
+                if f.done() and not f.cancelled() and f.exception() is None
+            ]
+            if pool is not None:  # shards still running are not waited for
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+            raise Interrupted(_partial([*parts, *done], wall)) from None
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
     merged = Metrics.merge(parts)
     merged.tests = total
+    merged.wall_seconds = time.perf_counter() - wall
+    return merged
+
+
+def _partial(parts: list[Metrics], wall: float) -> Metrics:
+    import time
+
+    merged = Metrics.merge(parts) if parts else Metrics()
     merged.wall_seconds = time.perf_counter() - wall
     return merged
 
