@@ -386,7 +386,7 @@ session cookie for 12 hours, not the token.</p>
         except (NotFound, InvalidArgument):
             test = None
         try:
-            events = self.engine.test_events(test_id)
+            events = self.engine.events(test_id=test_id)
         except InvalidArgument:
             return None
         if test is None and not events:

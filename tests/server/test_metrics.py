@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,10 +18,10 @@ from yandex.cloud.loadtesting.agent.v1 import (
 from yandex.cloud.loadtesting.api.v1 import test_service_pb2, test_service_pb2_grpc
 from yandex.cloud.loadtesting.api.v1.test import agent_selector_pb2, single_agent_configuration_pb2
 
-from loadtest_core import Engine, ManualClock, MemoryStore, Policies, SqliteStore, Status
+from loadtest_core import Engine, ManualClock, MemoryStore, SqliteStore, Status
 from loadtest_core.client import channel
 from loadtest_core.server._metrics import Observer, status_line
-from tests.engine.conftest import counter_ids, running, spec
+from tests.engine.conftest import EXACT, counter_ids, running, spec
 from tests.serving import AGENT, USER, serving
 
 
@@ -34,9 +35,7 @@ def _samples(observer: Observer) -> dict[tuple[str, tuple[tuple[str, str], ...]]
 
 def _engine(store: MemoryStore | SqliteStore | None = None) -> tuple[Engine, ManualClock]:
     clock = ManualClock(1_700_000_000.0)
-    engine = Engine(
-        store or MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids()
-    )
+    engine = Engine(store or MemoryStore(), clock=clock, policies=EXACT, ids=counter_ids())
     return engine, clock
 
 
@@ -109,6 +108,15 @@ def test_stop_latency_runs_from_the_stop_to_the_final_status() -> None:
 def test_rpcs_and_commits_are_timed() -> None:
     """on_rpc fills a histogram and a counter by method and code; every commit is timed."""
     engine, _ = _engine()
+    commits: list[object] = []
+    store: Any = engine.store
+    write = store.commit
+
+    def counted(change: object) -> None:
+        commits.append(change)
+        write(change)
+
+    store.commit = counted
     observer = Observer(engine)
     observer.attach()
     observer.on_rpc("TestService.Stop", "OK", 0.002)
@@ -124,7 +132,9 @@ def test_rpcs_and_commits_are_timed() -> None:
         ]
         == 1
     )
-    assert samples[("loadtest_store_commit_seconds_count", (("operation", "commit"),))] == 3
+    assert len(commits) >= 3  # at least a create and two claims
+    timed = samples[("loadtest_store_commit_seconds_count", (("operation", "commit"),))]
+    assert timed == len(commits)
 
 
 def test_status_line_names_test_from_to_and_cause() -> None:
@@ -173,11 +183,19 @@ def test_lost_and_recovery_are_logged_and_counted_by_serve(tmp_path: Path) -> No
         back = served.wait_for_log(lambda x: x.get("from") == "LOST")
         assert (back["to"], back["cause"]) == ("RUNNING", "contact")
         deadline = time.monotonic() + 5
+        values: dict[str, float] = {}
         while time.monotonic() < deadline:
             text = httpx.get(f"http://{served.http}/metrics", timeout=5).text
-            if "loadtest_recoveries_total 1.0" in text:
+            values = {
+                s.name: s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+                if s.name in ("loadtest_lost_total", "loadtest_recoveries_total")
+            }
+            if values.get("loadtest_recoveries_total", 0) >= 1:
                 break
             time.sleep(0.1)
-        assert "loadtest_lost_total 1.0" in text and "loadtest_recoveries_total 1.0" in text
+        # the agent stays silent after its one poll, so the test may go LOST again
+        assert values["loadtest_lost_total"] >= 1 and values["loadtest_recoveries_total"] >= 1
         user.close()
         agent.close()
