@@ -35,7 +35,7 @@ def _child(kind: str, tests: int, conn: Connection) -> None:
     engine = Engine(MemoryStore(keep_log=False))
     auth = TokenAuth([USER], [AGENT])
     ids = _prepare(engine, tests, plans=kind.startswith("http"))
-    if kind in ("grpc", "grpc-sync"):
+    if kind in ("grpc", "grpc-bare", "grpc-sync"):
         _grpc_child(kind, engine, auth, ids, conn)
         return
     from loadtest_core.http import create_app
@@ -124,11 +124,13 @@ def _asyncio_http_child(kind: str, app: Any, ids: list[str], conn: Connection) -
 
 
 def _grpc_child(kind: str, engine: Any, auth: Any, ids: list[str], conn: Connection) -> None:
-    """``serve``'s aio server and batched RPC log ("grpc"), or the threaded one ("grpc-sync")."""
+    """``serve``'s aio server with its log and metrics ("grpc"), the same without metrics
+    and status lines ("grpc-bare": the server before them), or the threaded one ("grpc-sync").
+    """
     import asyncio
     import tempfile
 
-    from loadtest_core.server._serve import DRAIN_EVERY, aio_server, log_to
+    from loadtest_core.server._serve import DRAIN_EVERY, aio_server, log_to, observe
 
     with tempfile.TemporaryFile() as sink:
         handler = log_to(sink.fileno())
@@ -149,7 +151,8 @@ def _grpc_child(kind: str, engine: Any, auth: Any, ids: list[str], conn: Connect
         else:
 
             async def main() -> None:
-                server = aio_server(engine, auth, handler)
+                observer = observe(engine, handler) if kind == "grpc" else None
+                server = aio_server(engine, auth, handler, observer=observer)
                 port = server.add_insecure_port("127.0.0.1:0")
                 await server.start()
                 conn.send((port, ids))
@@ -199,12 +202,19 @@ def _floor_child(tests: int, conn: Connection) -> None:
         await server.stop(None)
 
     asyncio.run(main())
-    conn.send(0)
+    conn.send({"rpc": 0, "status": 0})
 
 
-def _count_lines(sink: Any) -> int:
+def _count_lines(sink: Any) -> dict[str, int]:
+    """RPC lines and status-change lines the server wrote."""
     sink.seek(0)
-    return sum(1 for _ in sink)
+    counts = {"rpc": 0, "status": 0}
+    for line in sink:
+        if line.startswith(b'{"rpc"'):
+            counts["rpc"] += 1
+        elif line.startswith(b'{"event": "status"'):
+            counts["status"] += 1
+    return counts
 
 
 class ServerProcess:

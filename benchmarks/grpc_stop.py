@@ -9,6 +9,10 @@ wait for the reply (a pending Operation), then the next. Latency is measured
 per call. Levels alternate for ``--rounds`` rounds, since this machine's speed
 drifts; each figure is the median over rounds.
 
+``--bare`` also starts the same server without its metrics and status-change
+lines (the server before they existed), interleaved the same way: the
+``serve_vs_bare`` ratios say what observability costs a Stop.
+
 ``--floor`` also starts a second child, the floor: a ``grpc.aio`` server
 that answers Stop with constant bytes (no auth, no engine, no log), and runs
 its rounds interleaved with the real server's, so the two are compared in the
@@ -152,12 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--server", choices=["aio", "sync"], default="aio")
     ap.add_argument("--floor", action="store_true", help="interleave the constant-reply floor")
+    ap.add_argument("--bare", action="store_true", help="interleave serve's server without metrics")
     ap.add_argument("--client", choices=["python", "h2load"], default="python")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     levels = (1, 32)
     total = args.stops * args.rounds * len(levels) if args.client == "python" else 1
     servers = {"serve": ServerProcess("grpc" if args.server == "aio" else "grpc-sync", total)}
+    if args.bare:
+        servers["bare"] = ServerProcess("grpc-bare", total)
     if args.floor:
         servers["floor"] = ServerProcess("grpc-floor", total)
     ids = {name: iter(s.ids) for name, s in servers.items()}
@@ -188,10 +195,21 @@ def main(argv: list[str] | None = None) -> int:
         "client": args.client,
         "c1": _median(rounds["serve", 1], 1),
         "c32": many,
-        "rpc_log_lines": logged["serve"],
+        "rpc_log_lines": logged["serve"]["rpc"],
+        "status_log_lines": logged["serve"]["status"],
         "target_p99_ms_at_32": TARGET_P99_MS,
         "target_met": many["p99_ms"] <= TARGET_P99_MS,
     }
+    if args.bare:
+        bare = {f"c{n}": _median(rounds["bare", n], n) for n in levels}
+        result["bare"] = bare
+        result["serve_vs_bare"] = {
+            f"c{n}": {
+                key: round(result[f"c{n}"][key] / bare[f"c{n}"][key], 3)
+                for key in ("stops_per_s", "p50_ms", "p99_ms")
+            }
+            for n in levels
+        }
     if args.floor:
         floor = _median(rounds["floor", 32], 32)
         result["floor"] = {

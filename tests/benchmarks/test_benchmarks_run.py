@@ -63,13 +63,15 @@ def test_http_benchmark_serves_every_request() -> None:
 
 
 def test_grpc_benchmark_runs_serve_and_the_floor_side_by_side() -> None:
-    """grpc_stop.py measures serve's server and the floor, and serve logs one line per RPC."""
+    """grpc_stop.py measures serve's server, the bare one and the floor; one line per RPC."""
     stops, rounds = 40, 2
-    r = run("grpc_stop.py", "--floor", "--stops", str(stops), "--rounds", str(rounds))
-    for result in (r, r["floor"]):
+    r = run("grpc_stop.py", "--floor", "--bare", "--stops", str(stops), "--rounds", str(rounds))
+    for result in (r, r["floor"], r["bare"]):
         assert result["c1"]["clients"] == 1 and result["c32"]["clients"] == 32
         assert 0 < result["c32"]["p50_ms"] <= result["c32"]["p99_ms"]
     assert r["rpc_log_lines"] == 2 * stops * rounds  # both levels, warm-ups included
+    assert r["status_log_lines"] == 2 * stops * rounds  # each stop: RUNNING -> STOPPING
+    assert r["serve_vs_bare"]["c32"]["stops_per_s"] > 0
 
 
 def test_simulation_benchmark_reports_every_comparison() -> None:
