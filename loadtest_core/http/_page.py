@@ -198,8 +198,10 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    return hmac.compare_digest(origin.encode(), own.encode())
+    # host and port only: behind a TLS proxy the page is https while this server sees http
+    _, sep, host = origin.partition("://")
+    own = request.headers.get("host", "")
+    return bool(sep) and hmac.compare_digest(host.encode(), own.encode())
 
 
 def _safe_next(value: str | None) -> str:

@@ -163,8 +163,18 @@ def test_stop_needs_the_csrf_token_and_the_same_origin(world: World, base: str) 
             headers={"origin": "https://evil.example", "sec-fetch-site": "cross-site"},
         )
         assert cross.status_code == 403
+        null = client.post(
+            f"/ui/tests/{test_id}/stop", data={"csrf": token}, headers={"origin": "null"}
+        )
+        assert null.status_code == 403
         page = client.get(f"/ui/tests/{test_id}").text
         assert "s-RUNNING" in page
+        proxied = client.post(  # a TLS proxy in front: the browser's origin is https
+            f"/ui/tests/{test_id}/stop",
+            data={"csrf": token, "next": "/ui/"},
+            headers={"origin": f"https://{base.removeprefix('http://')}"},
+        )
+        assert proxied.headers["location"] == "/ui/?msg=stopped"
         again = client.post(f"/ui/tests/{test_id}/stop", data={"csrf": token, "next": "/ui/"})
         assert again.headers["location"] == "/ui/?msg=stopped"
         twice = client.post(f"/ui/tests/{test_id}/stop", data={"csrf": token, "next": "/ui/"})
