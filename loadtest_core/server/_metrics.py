@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -84,20 +84,33 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
+_NAMES: dict[Status | None, str] = {s: s.name for s in Status}
+_JSON_NAMES: dict[Status | None, str] = {None: "null", **{s: f'"{s.name}"' for s in Status}}
+_seconds: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _rfc3339(at: float) -> str:
+    whole = math.floor(at)
+    micros = round((at - whole) * 1e6)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    if _seconds[0] != whole:  # most lines share their second with the previous one
+        _seconds[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _seconds[0] = whole
+    return f"{_seconds[1]}.{micros:06d}Z"
+
+
 def status_line(record: LogRecord) -> str:
-    """The JSON log line of a status change: test, from, to, cause, actor, time, version."""
-    at = datetime.fromtimestamp(record.at, UTC).isoformat().replace("+00:00", "Z")
-    return json.dumps(
-        {
-            "event": "status",
-            "test_id": record.test_id,
-            "from": None if record.from_status is None else record.from_status.name,
-            "to": None if record.to_status is None else record.to_status.name,
-            "cause": record.event,
-            "actor": record.actor,
-            "at": at,
-            "version": record.version,
-        }
+    """The JSON log line of a status change: test, from, to, cause, actor, time, version.
+
+    Built by hand (it is written for every status change): test ids and event
+    names are plain ASCII by construction; the actor is JSON-escaped.
+    """
+    return (
+        f'{{"event": "status", "test_id": "{record.test_id}", '
+        f'"from": {_JSON_NAMES[record.from_status]}, "to": {_JSON_NAMES[record.to_status]}, '
+        f'"cause": "{record.event}", "actor": {json.dumps(record.actor)}, '
+        f'"at": "{_rfc3339(record.at)}", "version": {record.version}}}'
     )
 
 
@@ -155,7 +168,7 @@ class Observer(Collector):
         if before is after:
             return
         with self._lock:
-            key = ("" if before is None else before.name, "" if after is None else after.name)
+            key = (_NAMES.get(before, ""), _NAMES.get(after, ""))
             self._transitions[key] = self._transitions.get(key, 0) + 1
             if after is Status.LOST:
                 self._lost += 1

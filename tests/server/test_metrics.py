@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from yandex.cloud.loadtesting.agent.v1 import (
     agent_registration_service_pb2,
@@ -199,3 +201,22 @@ def test_lost_and_recovery_are_logged_and_counted_by_serve(tmp_path: Path) -> No
         assert values["loadtest_lost_total"] >= 1 and values["loadtest_recoveries_total"] >= 1
         user.close()
         agent.close()
+
+
+@given(
+    at=st.floats(min_value=0, max_value=253_402_300_799, allow_nan=False),
+    actor=st.text(max_size=40),
+)
+def test_status_line_is_json_with_an_exact_time(at: float, actor: str) -> None:
+    """Any actor text stays valid JSON; the time is RFC 3339 UTC within a microsecond."""
+    from datetime import datetime
+
+    from loadtest_core import Kind, LogRecord
+
+    record = LogRecord(
+        1, "t-1", at, actor, "stop", {}, Status.RUNNING, Status.STOPPING, Kind.ACCEPTED, "", 2
+    )
+    line = json.loads(status_line(record))
+    assert line["actor"] == actor
+    when = datetime.fromisoformat(line["at"].replace("Z", "+00:00")).timestamp()
+    assert abs(when - at) <= 1e-6 + at * 1e-15
