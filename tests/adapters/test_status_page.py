@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -203,3 +204,25 @@ def test_an_open_server_needs_no_sign_in(tmp_path: Path) -> None:
             .headers["location"]
             .endswith("/ui/")
         )
+
+
+def test_over_https_the_cookie_is_secure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With serve --tls-cert the page is HTTPS and its session cookie is marked Secure."""
+    from loadtest_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["cert"]) == 0
+    capsys.readouterr()
+    tls = ("--tls-cert", "loadtest-core-cert.pem", "--tls-key", "loadtest-core-key.pem")
+    with serving(tmp_path, *tls) as served:
+        port = served.http.rsplit(":", 1)[1] if served.http else ""
+        with httpx.Client(
+            base_url=f"https://localhost:{port}",
+            verify=ssl.create_default_context(cafile="loadtest-core-cert.pem"),
+            timeout=10,
+        ) as client:
+            reply = client.post("/ui/login", data={"token": USER, "next": "/ui/"})
+            assert reply.status_code == 303
+            assert "Secure" in reply.headers["set-cookie"]
