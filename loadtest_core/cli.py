@@ -1,7 +1,7 @@
 """The ``loadtest-core`` command.
 
 Each subcommand's flags live next to its code (``loadtest_core.server._cli``,
-``loadtest_core.sim._cli``, ``loadtest_core.client._cli``); those modules
+``loadtest_core.sim._cli``, ``loadtest_core.ctl``); those modules
 import their optional extras only when the command runs, so
 ``loadtest-core diagram`` works with the core alone.
 """
@@ -27,9 +27,9 @@ EPILOG = "Run 'loadtest-core COMMAND --help' for a command's options."
 # name -> (module with add_arguments/run, one-line help)
 _COMMANDS = {
     "serve": ("loadtest_core.server._cli", "run the control plane: gRPC and HTTP over one engine"),
-    "test": ("loadtest_core.client._test_cli", "list, show, stop, wait for or delete tests"),
-    "agent": ("loadtest_core.client._agent_cli", "list or show registered agents"),
-    "config": ("loadtest_core.client._config_cli", "manage load generator configs"),
+    "test": ("loadtest_core.ctl._test_cli", "list, show, stop, wait for or delete tests"),
+    "agent": ("loadtest_core.ctl._agent_cli", "list or show registered agents"),
+    "config": ("loadtest_core.ctl._config_cli", "manage load generator configs"),
     "cert": (
         "loadtest_core.server._cert",
         "write a self-signed certificate and key for serve --tls-cert/--tls-key",

@@ -36,3 +36,22 @@ def test_core_imports_no_adapter_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_command_line_needs_no_extra_for_help_and_diagram() -> None:
+    """With grpc, starlette and matplotlib unimportable, --help and diagram still work."""
+    code = (
+        "import sys\n"
+        "for name in ('grpc', 'starlette', 'uvicorn', 'matplotlib', 'yandex', 'prometheus_client'):"
+        "\n"
+        "    sys.modules[name] = None\n"
+        "from loadtest_core.cli import main\n"
+        "assert main(['diagram', '--simple']) == 0\n"
+        "try:\n"
+        "    main(['test', '--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "stateDiagram-v2" in out.stdout and "ACTION" in out.stdout

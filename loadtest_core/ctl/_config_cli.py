@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtest_core.client._common import (
+from loadtest_core.ctl._common import (
     CliError,
     add_common,
     connect,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from loadtest_core.client._common import (
+from loadtest_core.ctl._common import (
     CliError,
     add_common,
     connect,

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from loadtest_core.client._common import (
+from loadtest_core.ctl._common import (
     EXIT_ERROR,
     CliError,
     add_common,

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest_core.client._settings import (
+from loadtest_core.ctl._settings import (
     ENV_ENDPOINT,
     ENV_PROFILE,
     ENV_TOKEN,
