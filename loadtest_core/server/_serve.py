@@ -314,16 +314,16 @@ async def _serve(
         bound = 0
     if bound == 0:
         return _error(f"--grpc {describe(host, port)}: gRPC cannot listen there")
+    await server.start()
+    await _set_health(checker, names, serving=True)
     http = None
-    if http_sock is not None:
+    if http_sock is not None:  # bound already; started once gRPC has started, as before
         from loadtest_core.http import HttpLimits
         from loadtest_core.server._web import web_app
 
         edge = HttpLimits(**options.http_limits)
         app = web_app(engine, auth, observer, handler.write_line, max_body=edge.max_body)
         http = _http_server(app, http_sock, edge, options.tls)
-    await server.start()
-    await _set_health(checker, names, serving=True)
     tls = options.tls is not None
     _emit("grpc_listening", address=_shown(host, bound), db=options.db, tls=tls)
     where = f"gRPC{' (TLS)' if tls else ''} on {describe(host, bound)}"
