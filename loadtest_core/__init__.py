@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from loadtest_core._auth import Role, TokenAuth
 from loadtest_core._clock import Clock, ManualClock, SystemClock
+from loadtest_core._configs import ConfigRecord
 from loadtest_core._engine import Engine, Listener, Signal
 from loadtest_core._errors import (
     Aborted,
     InvalidArgument,
+    LimitExceeded,
     LoadtestError,
     NotFound,
     PermissionDenied,
@@ -72,6 +74,7 @@ from loadtest_core._status import (
 )
 from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict
 from loadtest_core._table import Kind, SignalKind, Trigger
+from loadtest_core._uploads import Upload
 
 __version__ = "0.1.0"
 
@@ -86,6 +89,7 @@ __all__ = [
     "Claim",
     "Clock",
     "Commit",
+    "ConfigRecord",
     "Contact",
     "Delete",
     "Details",
@@ -102,6 +106,7 @@ __all__ = [
     "InvalidArgument",
     "Job",
     "Kind",
+    "LimitExceeded",
     "Listener",
     "LoadtestError",
     "LogRecord",
@@ -141,6 +146,7 @@ __all__ = [
     "Trigger",
     "Unauthenticated",
     "Unsupported",
+    "Upload",
     "VersionConflict",
     "Violation",
     "apply",

@@ -18,6 +18,7 @@ from loadtest_core._table import (
     COMMAND_GRID,
     DEADLINES,
     HEARTBEAT_IS_CONTACT,
+    HEARTBEAT_WHILE_HELD,
     NOT_HANDED,
     NOT_HOLDER,
     PHASE_LIST,
@@ -71,8 +72,13 @@ def _signals() -> str:
 
 
 def _heartbeats() -> str:
-    rows = ["| agent heartbeat | keeps its active tests alive |", "|---|---|"]
-    rows += [f"| {a.value} | {'yes' if v else 'no'} |" for a, v in HEARTBEAT_IS_CONTACT.items()]
+    rows = [
+        "| agent heartbeat | keeps its active tests alive | with `ready_keeps_jobs` |",
+        "|---|---|---|",
+    ]
+    for agent_status, contact in HEARTBEAT_IS_CONTACT.items():
+        held = "until the agent asks for a new job" if HEARTBEAT_WHILE_HELD[agent_status] else ""
+        rows.append(f"| {agent_status.value} | {'yes' if contact else 'no'} | {held or '='} |")
     return "\n".join(rows)
 
 

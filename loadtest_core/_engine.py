@@ -20,14 +20,17 @@ import dataclasses
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from loadtest_core._clock import Clock, SystemClock
+from loadtest_core._configs import ConfigRecord, check_name, parse_config
 from loadtest_core._errors import (
     Aborted,
     InvalidArgument,
+    LimitExceeded,
     NotFound,
+    PermissionDenied,
     Rejected,
     StoreError,
 )
@@ -58,14 +61,17 @@ from loadtest_core._status import FINISHED, AgentStatus, Status
 from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict, _new_tuple
 from loadtest_core._table import (
     HEARTBEAT_IS_CONTACT,
+    HEARTBEAT_WHILE_HELD,
     NOT_HANDED,
+    NOT_HOLDER,
     SIGNALS,
     Kind,
     SignalKind,
 )
 from loadtest_core._time import check_time
+from loadtest_core._uploads import Upload, check_kind, encode_items
 
-__all__ = ["Engine", "Listener", "Signal"]
+__all__ = ["Engine", "Listener", "Signal", "anonymous_holder"]
 
 log = logging.getLogger("loadtest_core.engine")
 _ACCEPTED = Kind.ACCEPTED
@@ -366,6 +372,7 @@ class Engine:
 
     def _create(self, spec: TestSpec | dict[str, Any], principal: str) -> TestState:
         parsed = parse_spec(spec)
+        self._check_config(parsed)
         now = self.now()
         state = TestState(self._ids("test"), now, principal, parsed)
         state.stamp = 1
@@ -572,48 +579,77 @@ class Engine:
         if agent is not None and now - agent.seen_at >= self.policies.contact_interval:
             self.store.put_agent(dataclasses.replace(agent, seen_at=now))
 
-    def next_job(self, agent_id: str) -> Job | None:
+    def next_job(self, agent_id: str, *, principal: str | None = None) -> Job | None:
         """Hand the oldest matching CREATED test to an agent as a job, or None.
 
         A job the agent already holds is handed to it again (it lost track of
         it, e.g. a restart); the hand-out is stored, so it survives a restart
-        of the server and is seen by every replica.
+        of the server and is seen by every replica. ``principal`` (the caller's
+        token) must be the agent's own (``PermissionDenied``) and is bound to
+        the job it takes.
         """
         if not isinstance(agent_id, str) or not agent_id:
             raise InvalidArgument("agent_id: must be a non-empty string", field="agent_id")
         now = self.now()
         agent = self.store.get_agent(agent_id)
+        if principal is not None:
+            _check_owner(agent, agent_id, principal)
         self._seen(agent, now)
+        if self.policies.ready_keeps_jobs:
+            self._drop_active(agent_id)
         for state in candidates(self.store, agent_id, agent):
-            job = self._hand_out(state, agent_id, now)
+            if principal is not None and state.holder == agent_id:
+                self._check_binding(state.id, agent_id, principal)
+            job = self._hand_out(state, agent_id, now, principal)
             if job is not None:
                 return job
         return None
 
-    def take_job(self, job_id: str, agent_id: str | None = None) -> Job:
+    def take_job(
+        self, job_id: str, agent_id: str | None = None, *, principal: str | None = None
+    ) -> Job:
         """Hand out one named test's job: to ``agent_id``, or, with none, to an anonymous agent.
 
         ``ulta run <test_id>`` asks this way. Without an agent id the test's
         selector must be ``anonymous_agent``; its holder is then named after
-        the job, so the agent's later calls without an agent id are the holder's.
+        the job (``anonymous-<job id>``), so the agent's later calls without an
+        agent id are the holder's. The same agent asking again gets the job
+        again (with the token that took it). ``principal`` as in ``next_job``.
         """
+        if agent_id is not None and (not isinstance(agent_id, str) or not agent_id):
+            raise InvalidArgument("agent_id: must be a non-empty string", field="agent_id")
         state = self._get(job_id)
-        holder = agent_id if agent_id else f"anonymous-{job_id}"
+        holder = agent_id if agent_id else anonymous_holder(job_id)
+        now = self.now()
         agent = None if not agent_id else self.store.get_agent(agent_id)
+        if principal is not None and agent_id:
+            _check_owner(agent, agent_id, principal)
+        if agent_id:
+            self._seen(agent, now)
+            if self.policies.ready_keeps_jobs:
+                self._drop_active(agent_id)
         if state.owner == holder:
+            if principal is not None:
+                self._check_binding(job_id, holder, principal)
+            if state.phase.status is _CREATED:  # asking again is a sign of life: keep the lease
+                self._touch(state, now, contact_at=max(now, state.contact_at))
             return Job(job_id, state)
         if state.phase.status is not _CREATED or state.holder is not None:
             raise NotFound(f"job {job_id} is not available")
         if not matches(state, holder, agent):
             raise NotFound(f"job {job_id} is not for this agent")
-        job = self._hand_out(state, holder, self.now())
+        job = self._hand_out(state, holder, now, principal)
         if job is None:
             raise Aborted(f"job {job_id}: taken concurrently")
         return job
 
-    def _hand_out(self, state: TestState, agent_id: str, now: float) -> Job | None:
+    def _hand_out(
+        self, state: TestState, agent_id: str, now: float, principal: str | None = None
+    ) -> Job | None:
         if state.holder not in (None, agent_id) or state.phase.status is not _CREATED:
             return None
+        if principal is not None:  # before the hand-out: a lost race leaves a harmless row
+            self.store.bind_job(state.id, agent_id, principal)
         work = state.copy()
         work.holder = agent_id
         work.contact_at = max(now, state.contact_at)
@@ -700,9 +736,14 @@ class Engine:
         """``AgentService.ClaimStatus``: a sign of life; a busy agent keeps its tests alive."""
         now = self.now()
         self._seen(self.store.get_agent(agent_id), now)
-        if not HEARTBEAT_IS_CONTACT[status]:
+        if HEARTBEAT_IS_CONTACT[status]:
+            held = self.store.active_tests_of(agent_id)
+        elif self.policies.ready_keeps_jobs and HEARTBEAT_WHILE_HELD[status]:
+            dropped = self.store.dropped_jobs(agent_id)
+            held = [s for s in self.store.active_tests_of(agent_id) if s.id not in dropped]
+        else:
             return
-        for state in self.store.active_tests_of(agent_id):
+        for state in held:
             for _ in range(self.policies.cas_retries):
                 if not self._schedule.needs_contact(state, now) or state.owner != agent_id:
                     break
@@ -712,6 +753,201 @@ class Engine:
                 if fresh is None:
                     break
                 state = fresh
+
+    def _drop_active(self, agent_id: str) -> None:
+        """An agent asking for a new job has dropped its active tests: remember it (store)."""
+        active = self.store.active_tests_of(agent_id)
+        if not active:
+            return
+        dropped = self.store.dropped_jobs(agent_id)
+        new = tuple(s.id for s in active if s.id not in dropped)
+        if new:
+            self.store.mark_dropped(agent_id, new)
+
+    # --- configs (issue #13) ----------------------------------------------------------
+
+    def create_config(
+        self, yaml_string: str, *, name: str = "", folder_id: str = "", principal: str = ""
+    ) -> ConfigRecord:
+        """Store a load generator config (YAML); ``InvalidArgument`` names the line of a bad one."""
+        check_name(name, "name")
+        check_name(folder_id, "folder_id", 128)
+        _, body = parse_config(yaml_string, limit=self.policies.config_limit)
+        config = ConfigRecord(
+            self._ids("config"), folder_id, name, yaml_string, body, self.now(), principal
+        )
+        try:
+            self.store.put_config(config)
+        except VersionConflict:
+            raise Aborted(f"config {config.id}: the id is already taken") from None
+        return config
+
+    def get_config(self, config_id: str) -> ConfigRecord:
+        check_id(config_id, "config_id")
+        config = self.store.get_config(config_id)
+        if config is None or config.deleted_at is not None:
+            raise NotFound(f"config {config_id} not found")
+        return config
+
+    def list_configs(
+        self, *, folder_id: str | None = None, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[ConfigRecord], str]:
+        """One page of configs, newest first, and the next page's token ("" at the end)."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 0:
+            raise InvalidArgument("page_size: must be a non-negative integer", field="page_size")
+        size = min(page_size or self.policies.default_page_size, self.policies.max_page_size)
+        fingerprint = hashlib.sha256(f"configs\x00{folder_id}".encode()).hexdigest()[:16]
+        after = decode_token(page_token, fingerprint) if page_token else None
+        page = self.store.list_configs(folder_id, after, size + 1)
+        more = len(page) > size
+        page = page[:size]
+        token = encode_token((page[-1].created_at, page[-1].id), fingerprint) if more else ""
+        return page, token
+
+    def delete_config(self, config_id: str) -> ConfigRecord:
+        """Hide a config from Get, List and new tests; tests that named it still get it."""
+        config = self.get_config(config_id)
+        if not self.store.delete_config(config_id, self.now()):
+            raise NotFound(f"config {config_id} not found")
+        return config
+
+    def _check_config(self, spec: TestSpec) -> None:
+        config_id = spec.configurations[0].config_id
+        if config_id:
+            found = self.store.get_config(config_id)
+            if found is None or found.deleted_at is not None:
+                raise NotFound(f"configurations[0].config_id: config {config_id} not found")
+
+    def job_config(self, job: Job) -> dict[str, Any]:
+        """The config a job's test names, as the agent's generator receives it ({} for none)."""
+        configurations = job.test.configurations
+        config_id = configurations[0].config_id if configurations else ""
+        found = self.store.get_config(config_id) if config_id else None
+        return {} if found is None else found.mapping()
+
+    # --- identity (issue #13) ------------------------------------------------------------
+
+    def check_agent(self, agent_id: str, principal: str) -> None:
+        """``PermissionDenied`` when ``agent_id`` registered with another agent token."""
+        _check_owner(self.store.get_agent(agent_id), agent_id, principal)
+
+    def job_caller(self, job_id: str, principal: str, agent_id: str | None = None) -> str:
+        """The agent a job call from ``principal`` acts as: ``agent_id``, else the job's holder.
+
+        ``PermissionDenied`` when the job was taken with another token (or the
+        agent registered with one); ``NotFound`` for an unknown job, or one
+        nobody holds when no agent is named. A named agent's claim on an unheld
+        CREATED test takes its job, so the caller's token is bound to it first.
+        """
+        state = self._get(job_id)
+        owner = state.owner
+        agent = agent_id or owner
+        if agent is None:
+            if state.phase.status is _CREATED and state.spec.selector_key()[0] == "anonymous":
+                # An anonymous agent sends no heartbeat: while it downloads test data its
+                # lease may lapse. Nobody took the job meanwhile, so its next call takes it back.
+                return self.take_job(job_id, principal=principal).holder or ""
+            raise NotFound(f"job {job_id} was not handed out")
+        if agent == owner:
+            bound = self.store.job_binding(job_id, agent)
+            if bound is not None:
+                if bound != principal:
+                    raise PermissionDenied(f"job {job_id} was taken with another agent token")
+                return agent
+        self.check_agent(agent, principal)
+        if owner is None and state.phase.status is _CREATED:
+            self.store.bind_job(job_id, agent, principal)
+        return agent
+
+    def _check_binding(self, job_id: str, agent_id: str, principal: str) -> None:
+        bound = self.store.job_binding(job_id, agent_id)
+        if bound is not None and bound != principal:
+            raise PermissionDenied(f"job {job_id} was taken with another agent token")
+
+    # --- uploads (issue #13) -------------------------------------------------------------
+
+    def upload(self, job_id: str, agent_id: str, kind: str, items: Sequence[dict[str, Any]]) -> int:
+        """Store an agent's upload for a job it holds; returns the first item's seq (0: none).
+
+        Job-scoped contact first (a LOST test recovers), whatever happens to
+        the items: ``LimitExceeded`` when they would pass ``upload_limit``
+        (nothing of them is stored), ``Rejected`` when the caller does not hold
+        the job.
+        """
+        check_kind(kind)
+        encoded = encode_items(tuple(items))
+        state = self._get(job_id)
+        if state.owner != agent_id:
+            outcome = Outcome(Kind.CONFLICT, "upload", state.status, state.status, NOT_HOLDER[1])
+            raise Rejected(outcome)
+        self._command(job_id, Contact(agent_id), first=state, contact=True)
+        if not encoded:
+            return 0
+        limit = self.policies.upload_limit
+        seq = self.store.add_uploads(job_id, agent_id, kind, self.now(), encoded, limit)
+        if seq is None:
+            raise LimitExceeded(
+                f"test {job_id}: its {kind} uploads reached the limit of {limit} bytes; "
+                "this upload was refused, the test is not affected"
+            )
+        if seq == 0:
+            raise NotFound(f"test {job_id} not found")
+        return seq
+
+    def report_events(self, agent_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """``ReportEventLogs``: ``(test_id, event)`` pairs from one agent.
+
+        Events naming a test the agent holds are that test's uploads (and its
+        contact); the others (no test, or one it does not hold) are kept per
+        agent, the newest ``agent_events_kept``. ``LimitExceeded`` once the rest
+        is stored when a test's events are over its limit.
+        """
+        if not isinstance(agent_id, str) or not agent_id:
+            raise InvalidArgument("agent_id: must be a non-empty string", field="agent_id")
+        by_test: dict[str, list[dict[str, Any]]] = {}
+        own: list[dict[str, Any]] = []
+        for test_id, event in events:
+            if test_id:
+                by_test.setdefault(test_id, []).append(event)
+            else:
+                own.append(event)
+        refused: LimitExceeded | None = None
+        for test_id, items in by_test.items():
+            state = self.store.get_test(test_id) if isinstance(test_id, str) else None
+            if state is None or state.owner != agent_id:
+                own.extend(items)
+                continue
+            try:
+                self.upload(test_id, agent_id, "events", items)
+            except LimitExceeded as exc:
+                refused = refused or exc
+            except NotFound:  # removed meanwhile
+                own.extend(items)
+        encoded = encode_items(tuple(own))
+        if encoded and self.policies.agent_events_kept:
+            self.store.add_agent_events(
+                agent_id, self.now(), encoded, self.policies.agent_events_kept
+            )
+        if refused is not None:
+            raise refused
+
+    def uploads(self, test_id: str, kind: str, *, after: int = 0, limit: int = 100) -> list[Upload]:
+        """A test's uploads of ``kind`` after the cursor ``after`` (a seq), oldest first."""
+        check_kind(kind)
+        after, limit = _cursor(after, limit, self.policies.max_page_size)
+        self._get(test_id)
+        return self.store.read_uploads(test_id, kind, after, limit)
+
+    def upload_usage(self, test_id: str) -> dict[str, tuple[int, int]]:
+        """``kind -> (items, bytes)`` stored for a test (the limit is ``upload_limit`` a kind)."""
+        self._get(test_id)
+        return self.store.upload_usage(test_id)
+
+    def agent_events(self, agent_id: str, *, after: int = 0, limit: int = 100) -> list[Upload]:
+        """An agent's event logs that named no test it held, after the cursor ``after``."""
+        check_id(agent_id, "agent_id")
+        after, limit = _cursor(after, limit, self.policies.max_page_size)
+        return self.store.read_agent_events(agent_id, after, limit)
 
     # --- time passes --------------------------------------------------------------------
 
@@ -772,3 +1008,21 @@ class Engine:
     # --- replay ---------------------------------------------------------------------------
 
     replay = staticmethod(replay)
+
+
+def anonymous_holder(job_id: str) -> str:
+    """Who holds a job handed out to an anonymous agent (``ulta run`` without a name)."""
+    return f"anonymous-{job_id}"
+
+
+def _check_owner(agent: AgentRecord | None, agent_id: str, principal: str) -> None:
+    if agent is not None and agent.owner and agent.owner != principal:
+        raise PermissionDenied(f"agent {agent_id} registered with another agent token")
+
+
+def _cursor(after: object, limit: object, most: int) -> tuple[int, int]:
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63:
+        raise InvalidArgument("after: must be a seq (an integer >= 0)", field="after")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= most:
+        raise InvalidArgument(f"limit: must be an integer in 1..{most}", field="limit")
+    return after, limit

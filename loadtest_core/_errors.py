@@ -10,6 +10,7 @@ Every error the library raises on purpose is a :class:`LoadtestError`::
     ├── PermissionDenied             right credentials, wrong side
     ├── Rejected                     the lifecycle refused the event (carries the outcome)
     ├── Aborted                      concurrent updates won every retry
+    ├── LimitExceeded                a stored bound was reached; the input was refused
     └── StoreError                   the store failed; nothing was written
         ├── StoreUnavailable         the store cannot make writes durable now
         └── VersionConflict          (in ``_store``) a compare-and-set lost its race
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Aborted",
     "InvalidArgument",
+    "LimitExceeded",
     "LoadtestError",
     "NotFound",
     "PermissionDenied",
@@ -82,6 +84,10 @@ class Rejected(LoadtestError):
 
 class Aborted(LoadtestError):
     """Concurrent updates won every compare-and-set retry; the caller may try again."""
+
+
+class LimitExceeded(LoadtestError):
+    """A bound on what is stored was reached: this input was refused, nothing else changed."""
 
 
 class StoreError(LoadtestError):

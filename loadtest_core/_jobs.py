@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
+from pathlib import PurePosixPath
 from typing import Any
 
 from loadtest_core._errors import InvalidArgument, Unsupported
@@ -101,7 +102,20 @@ def parse_spec(spec: TestSpec | dict[str, Any]) -> TestSpec:
             raise InvalidArgument(
                 f"{field}.match_by_filter: {exc.message}", field=f"{field}.match_by_filter"
             ) from exc
+    for name in configs[0].files:
+        _check_file_name(name)
     return spec
+
+
+def _check_file_name(name: str) -> None:
+    """A test data file lands in the agent's data directory under this name: keep it there."""
+    path = PurePosixPath(name)
+    if not name or "\x00" in name or "\\" in name or path.is_absolute() or ".." in path.parts:
+        raise InvalidArgument(
+            f"configurations[0].files: {name[:60]!r} must be a relative path inside "
+            "the agent's test data directory",
+            field="configurations[0].files",
+        )
 
 
 @functools.lru_cache(maxsize=1024)

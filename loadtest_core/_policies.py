@@ -33,6 +33,18 @@ class Policies(BaseModel):
     default_page_size: int = Field(100, ge=1, le=1000)
     max_page_size: int = Field(1000, ge=1, le=10000)
     log_rejections: bool = Field(True, description="record stale/conflict events in the log")
+    ready_keeps_jobs: bool = Field(
+        False,
+        description="a READY_FOR_TEST heartbeat keeps the agent's active tests alive until it "
+        "asks JobService.Get for a new job (the real agent's post-run upload drain)",
+    )
+    upload_limit: int = Field(
+        64 << 20, ge=0, description="bytes of uploads stored per test and kind; more is refused"
+    )
+    agent_events_kept: int = Field(
+        10_000, ge=0, description="event logs naming no held test: the newest kept per agent"
+    )
+    config_limit: int = Field(1 << 20, ge=1, description="bytes of YAML in one config")
 
     @model_validator(mode="after")
     def _consistent(self) -> Policies:

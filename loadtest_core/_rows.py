@@ -8,18 +8,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from loadtest_core._configs import ConfigRecord
 from loadtest_core._lifecycle import TestState
 from loadtest_core._records import LogRecord, StopOperation
 from loadtest_core._status import ACTIVE, Status
 from loadtest_core._table import PHASES, Kind
+from loadtest_core._uploads import Upload
 
 __all__ = [
     "ACTIVE_VALUES",
+    "CONFIG_COLUMNS",
     "INSERT_COLUMNS",
+    "PER_TEST_TABLES",
     "TEST_COLUMNS",
     "UPDATE_COLUMNS",
     "UPDATE_SET",
     "changed_columns",
+    "config_from",
+    "config_row",
     "insert_row",
     "op_body",
     "op_from",
@@ -28,6 +34,7 @@ __all__ = [
     "state_from",
     "update_row",
     "update_sql",
+    "upload_from",
 ]
 
 TEST_COLUMNS = (
@@ -238,3 +245,28 @@ def record_from(row: tuple[Any, ...] | Any) -> LogRecord:
         reason,
         version,
     )
+
+
+CONFIG_COLUMNS = "id, folder_id, name, yaml, body, created_at, created_by, deleted_at"
+"""The ``configs`` table's columns, in ``config_row`` order."""
+
+PER_TEST_TABLES = ("uploads", "upload_totals", "job_bindings", "dropped_jobs")
+"""Tables whose rows (``test_id``) go with their test when it is removed."""
+
+
+def config_row(c: ConfigRecord) -> tuple[Any, ...]:
+    return (c.id, c.folder_id, c.name, c.yaml, c.body, c.created_at, c.created_by, c.deleted_at)
+
+
+def config_from(row: tuple[Any, ...] | Any) -> ConfigRecord:
+    config_id, folder_id, name, yaml, body, created_at, created_by, deleted_at = row
+    return ConfigRecord(
+        config_id, folder_id, name, yaml, body, float(created_at), created_by,
+        None if deleted_at is None else float(deleted_at),
+    )  # fmt: skip
+
+
+def upload_from(row: tuple[Any, ...] | Any) -> Upload:
+    """An ``Upload`` from ``(seq, test_id, agent_id, kind, at, body)``."""
+    seq, test_id, agent_id, kind, at, body = row
+    return Upload(int(seq), test_id, agent_id, kind, float(at), json.loads(body))

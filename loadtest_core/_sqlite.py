@@ -24,15 +24,20 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 
+from loadtest_core._configs import ConfigRecord
 from loadtest_core._errors import StoreError, StoreUnavailable
 from loadtest_core._lifecycle import TestState
 from loadtest_core._models import TestSpec
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
 from loadtest_core._rows import (
     ACTIVE_VALUES,
+    CONFIG_COLUMNS,
     INSERT_COLUMNS,
+    PER_TEST_TABLES,
     TEST_COLUMNS,
     changed_columns,
+    config_from,
+    config_row,
     insert_row,
     op_body,
     op_from,
@@ -40,10 +45,15 @@ from loadtest_core._rows import (
     record_row,
     state_from,
     update_sql,
+    upload_from,
 )
 from loadtest_core._status import ACTIVE, Status
 from loadtest_core._store import Commit, Key, VersionConflict
 from loadtest_core._table import DEADLINES, PHASES
+from loadtest_core._uploads import Upload, size_of
+
+_CONFIG_COLUMNS = CONFIG_COLUMNS
+_PER_TEST = PER_TEST_TABLES
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
@@ -159,7 +169,62 @@ def _v2(db: sqlite3.Connection) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_statements(_V1), _v2]
+_V3 = """
+CREATE TABLE configs (
+    id TEXT PRIMARY KEY,
+    folder_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    yaml TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    deleted_at REAL
+);
+CREATE INDEX configs_live ON configs (created_at, id) WHERE deleted_at IS NULL;
+CREATE TABLE job_bindings (
+    test_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    PRIMARY KEY (test_id, agent_id)
+) WITHOUT ROWID;
+CREATE TABLE uploads (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    test_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX uploads_test ON uploads (test_id, kind, seq);
+CREATE TABLE upload_totals (
+    test_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    items INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (test_id, kind)
+) WITHOUT ROWID;
+CREATE TABLE agent_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX agent_events_agent ON agent_events (agent_id, seq);
+CREATE TABLE dropped_jobs (
+    agent_id TEXT NOT NULL,
+    test_id TEXT NOT NULL,
+    PRIMARY KEY (agent_id, test_id)
+) WITHOUT ROWID;
+CREATE INDEX dropped_jobs_test ON dropped_jobs (test_id)
+"""
+"""Configs, job bindings, uploads and dropped-job marks (issue #13); nothing to fill in."""
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _statements(_V1),
+    _v2,
+    _statements(_V3),
+]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``."""
 
 _SELECT = f"SELECT {TEST_COLUMNS} FROM tests"
@@ -403,6 +468,8 @@ class SqliteStore:
                 if cur.rowcount != 1:
                     raise VersionConflict(f"test {test_id}: stamp moved from {expected}")
                 db.execute("DELETE FROM test_tags WHERE test_id = ?", (test_id,))
+                for table in _PER_TEST:
+                    db.execute(f"DELETE FROM {table} WHERE test_id = ?", (test_id,))
             elif change.test is not None:
                 chosen, values = changed_columns(change.before, change.test)
                 sql = _UPDATES.get(chosen)
@@ -518,6 +585,155 @@ class SqliteStore:
         if test_id is not None:
             params = (after_seq, test_id, count)
         return [record_from(r) for r in self._read(sql, params)]
+
+    # --- configs, job bindings, uploads, dropped jobs -----------------------------------
+
+    def put_config(self, config: ConfigRecord) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    f"INSERT INTO configs ({_CONFIG_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                    config_row(config),
+                )
+            except sqlite3.IntegrityError:
+                raise VersionConflict(f"config {config.id}: the id is taken") from None
+
+        self._write(work)
+
+    def get_config(self, config_id: str) -> ConfigRecord | None:
+        rows = self._read(f"SELECT {_CONFIG_COLUMNS} FROM configs WHERE id = ?", (config_id,))
+        return config_from(rows[0]) if rows else None
+
+    def delete_config(self, config_id: str, at: float) -> bool:
+        done: list[bool] = []
+
+        def work(db: sqlite3.Connection) -> None:
+            cur = db.execute(
+                "UPDATE configs SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (at, config_id),
+            )
+            done.append(cur.rowcount == 1)
+
+        self._write(work)
+        return done[0]
+
+    def list_configs(
+        self, folder_id: str | None, before: Key | None, limit: int
+    ) -> list[ConfigRecord]:
+        where, params = ["deleted_at IS NULL"], []  # type: tuple[list[str], list[object]]
+        if folder_id is not None:
+            where.append("folder_id = ?")
+            params.append(folder_id)
+        if before is not None:
+            where.append("(created_at, id) < (?, ?)")
+            params.extend(before)
+        sql = (
+            f"SELECT {_CONFIG_COLUMNS} FROM configs WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?"
+        )
+        return [config_from(r) for r in self._read(sql, (*params, limit))]
+
+    def bind_job(self, test_id: str, agent_id: str, principal: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO job_bindings (test_id, agent_id, principal) VALUES (?,?,?)",
+                (test_id, agent_id, principal),
+            )
+
+        self._write(work)
+
+    def job_binding(self, test_id: str, agent_id: str) -> str | None:
+        sql = "SELECT principal FROM job_bindings WHERE test_id = ? AND agent_id = ?"
+        rows = self._read(sql, (test_id, agent_id))
+        return str(rows[0][0]) if rows else None
+
+    def add_uploads(
+        self, test_id: str, agent_id: str, kind: str, at: float, items: tuple[str, ...], limit: int
+    ) -> int | None:
+        size = size_of(items)
+        result: list[int | None] = []
+
+        def work(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM tests WHERE id = ?", (test_id,)).fetchone() is None:
+                result.append(0)
+                return
+            row = db.execute(
+                "SELECT items, bytes FROM upload_totals WHERE test_id = ? AND kind = ?",
+                (test_id, kind),
+            ).fetchone()
+            count, stored = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            if stored + size > limit:
+                result.append(None)
+                return
+            first = None
+            for item in items:
+                cur = db.execute(
+                    "INSERT INTO uploads (test_id, kind, agent_id, at, body) VALUES (?,?,?,?,?)",
+                    (test_id, kind, agent_id, at, item),
+                )
+                first = first or cur.lastrowid
+            db.execute(
+                "INSERT OR REPLACE INTO upload_totals (test_id, kind, items, bytes) "
+                "VALUES (?,?,?,?)",
+                (test_id, kind, count + len(items), stored + size),
+            )
+            result.append(first or 0)
+
+        self._write(work)
+        return result[0]
+
+    def read_uploads(self, test_id: str, kind: str, after_seq: int, limit: int) -> list[Upload]:
+        sql = (
+            "SELECT seq, test_id, agent_id, kind, at, body FROM uploads "
+            "WHERE test_id = ? AND kind = ? AND seq > ? ORDER BY seq LIMIT ?"
+        )
+        return [upload_from(r) for r in self._read(sql, (test_id, kind, after_seq, limit))]
+
+    def upload_usage(self, test_id: str) -> dict[str, tuple[int, int]]:
+        sql = "SELECT kind, items, bytes FROM upload_totals WHERE test_id = ?"
+        return {str(k): (int(n), int(b)) for k, n, b in self._read(sql, (test_id,))}  # type: ignore[call-overload]
+
+    def add_agent_events(self, agent_id: str, at: float, items: tuple[str, ...], keep: int) -> int:
+        result: list[int] = []
+
+        def work(db: sqlite3.Connection) -> None:
+            first = None
+            for item in items:
+                cur = db.execute(
+                    "INSERT INTO agent_events (agent_id, at, body) VALUES (?,?,?)",
+                    (agent_id, at, item),
+                )
+                first = first or cur.lastrowid
+            db.execute(
+                "DELETE FROM agent_events WHERE agent_id = ? AND seq <= (SELECT seq FROM "
+                "agent_events WHERE agent_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (agent_id, agent_id, keep),
+            )
+            result.append(first or 0)
+
+        self._write(work)
+        return result[0]
+
+    def read_agent_events(self, agent_id: str, after_seq: int, limit: int) -> list[Upload]:
+        sql = (
+            "SELECT seq, '', agent_id, 'events', at, body FROM agent_events "
+            "WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        )
+        return [upload_from(r) for r in self._read(sql, (agent_id, after_seq, limit))]
+
+    def mark_dropped(self, agent_id: str, test_ids: tuple[str, ...]) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT OR IGNORE INTO dropped_jobs (agent_id, test_id) "
+                "SELECT ?, id FROM tests WHERE id = ?",
+                [(agent_id, t) for t in test_ids],
+            )
+
+        self._write(work)
+
+    def dropped_jobs(self, agent_id: str) -> frozenset[str]:
+        rows = self._read("SELECT test_id FROM dropped_jobs WHERE agent_id = ?", (agent_id,))
+        return frozenset(str(r[0]) for r in rows)
 
     def integrity_check(self) -> str:
         return str(self._read("PRAGMA integrity_check")[0][0])

@@ -16,16 +16,20 @@ in a commit.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import heapq
 import itertools
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, Protocol
 
+from loadtest_core._configs import ConfigRecord
 from loadtest_core._errors import StoreError
 from loadtest_core._lifecycle import TestState
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
 from loadtest_core._status import ACTIVE, Status
+from loadtest_core._uploads import KINDS, Upload, size_of
 
 __all__ = ["Commit", "MemoryStore", "Store", "VersionConflict"]
 
@@ -140,6 +144,71 @@ class Store(Protocol):
         """Log records after ``after_seq`` in order; ``test_id`` narrows to one test's."""
         ...
 
+    # --- configs, job bindings, uploads, dropped jobs (issue #13) ----------------------
+    #
+    # A test's bindings, uploads and dropped marks are removed with the test (a
+    # commit with ``remove``), in the same transaction.
+
+    def put_config(self, config: ConfigRecord) -> None:
+        """Insert a config; VersionConflict if its id is taken."""
+        ...
+
+    def get_config(self, config_id: str) -> ConfigRecord | None:
+        """A config by id, deleted ones included (tests that named them still read them)."""
+        ...
+
+    def delete_config(self, config_id: str, at: float) -> bool:
+        """Mark a config deleted at ``at``; False when it is unknown or already deleted."""
+        ...
+
+    def list_configs(
+        self, folder_id: str | None, before: Key | None, limit: int
+    ) -> list[ConfigRecord]:
+        """Configs not deleted, by ``(created_at, id)`` descending, strictly below ``before``."""
+        ...
+
+    def bind_job(self, test_id: str, agent_id: str, principal: str) -> None:
+        """Record (or replace) the principal of the token that took ``test_id`` for ``agent_id``."""
+        ...
+
+    def job_binding(self, test_id: str, agent_id: str) -> str | None:
+        """The principal bound by ``bind_job``, or None."""
+        ...
+
+    def add_uploads(
+        self, test_id: str, agent_id: str, kind: str, at: float, items: tuple[str, ...], limit: int
+    ) -> int | None:
+        """Append JSON items to a test's uploads of ``kind``, all or none.
+
+        Returns the first item's ``seq``; None (nothing written) when the test's
+        stored bytes of ``kind`` would pass ``limit``; 0 when the test is gone.
+        """
+        ...
+
+    def read_uploads(self, test_id: str, kind: str, after_seq: int, limit: int) -> list[Upload]:
+        """A test's uploads of ``kind`` with ``seq > after_seq``, in order."""
+        ...
+
+    def upload_usage(self, test_id: str) -> dict[str, tuple[int, int]]:
+        """``kind -> (items, bytes)`` stored for a test."""
+        ...
+
+    def add_agent_events(self, agent_id: str, at: float, items: tuple[str, ...], keep: int) -> int:
+        """Append events kept per agent, then drop all but its newest ``keep``; the first seq."""
+        ...
+
+    def read_agent_events(self, agent_id: str, after_seq: int, limit: int) -> list[Upload]:
+        """An agent's own events with ``seq > after_seq``, in order (kind ``events``)."""
+        ...
+
+    def mark_dropped(self, agent_id: str, test_ids: tuple[str, ...]) -> None:
+        """Remember that ``agent_id`` asked for a new job while these tests were active."""
+        ...
+
+    def dropped_jobs(self, agent_id: str) -> frozenset[str]:
+        """The tests ``mark_dropped`` recorded for an agent (still stored)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -182,6 +251,15 @@ class MemoryStore:
         self._keep_log = keep_log
         self._on_log = on_log
         self._seq = itertools.count(1)
+        self._configs: dict[str, ConfigRecord] = {}
+        self._bindings: dict[str, dict[str, str]] = {}
+        self._uploads: dict[tuple[str, str], list[Upload]] = {}
+        self._usage: dict[tuple[str, str], tuple[int, int]] = {}
+        self._upload_seq = itertools.count(1)
+        self._agent_events: dict[str, list[Upload]] = {}
+        self._event_seq = itertools.count(1)
+        self._dropped: dict[str, set[str]] = {}
+        self._dropped_by_test: dict[str, set[str]] = {}
 
     # --- tests ------------------------------------------------------------------
 
@@ -260,6 +338,7 @@ class MemoryStore:
                     raise StoreError(f"test {test_id}: cannot remove a test that does not exist")
                 del self._tests[test_id]
                 self._reindex(current, None)
+                self._forget(test_id)
             elif new is not None:
                 self._tests[test_id] = new
                 self._reindex(current, new)
@@ -450,6 +529,117 @@ class MemoryStore:
             start = bisect.bisect_right(self._log, after_seq, key=lambda r: r.seq)
             out = [r for r in self._log[start:] if test_id is None or r.test_id == test_id]
         return out if limit is None else out[:limit]
+
+    # --- configs, job bindings, uploads, dropped jobs -----------------------------------
+
+    def _forget(self, test_id: str) -> None:
+        """Drop what belongs to a removed test (under the lock, in its commit)."""
+        self._bindings.pop(test_id, None)
+        for kind in KINDS:
+            self._uploads.pop((test_id, kind), None)
+            self._usage.pop((test_id, kind), None)
+        for agent_id in self._dropped_by_test.pop(test_id, ()):
+            held = self._dropped.get(agent_id)
+            if held is not None:
+                held.discard(test_id)
+                if not held:
+                    del self._dropped[agent_id]
+
+    def put_config(self, config: ConfigRecord) -> None:
+        with self._lock:
+            if config.id in self._configs:
+                raise VersionConflict(f"config {config.id}: the id is taken")
+            self._configs[config.id] = config
+
+    def get_config(self, config_id: str) -> ConfigRecord | None:
+        return self._configs.get(config_id)
+
+    def delete_config(self, config_id: str, at: float) -> bool:
+        with self._lock:
+            config = self._configs.get(config_id)
+            if config is None or config.deleted_at is not None:
+                return False
+            self._configs[config_id] = dataclasses.replace(config, deleted_at=at)
+            return True
+
+    def list_configs(
+        self, folder_id: str | None, before: Key | None, limit: int
+    ) -> list[ConfigRecord]:
+        with self._lock:
+            live = [
+                c
+                for c in self._configs.values()
+                if c.deleted_at is None
+                and (folder_id is None or c.folder_id == folder_id)
+                and (before is None or (c.created_at, c.id) < before)
+            ]
+        live.sort(key=lambda c: (c.created_at, c.id), reverse=True)
+        return live[:limit]
+
+    def bind_job(self, test_id: str, agent_id: str, principal: str) -> None:
+        with self._lock:
+            self._bindings.setdefault(test_id, {})[agent_id] = principal
+
+    def job_binding(self, test_id: str, agent_id: str) -> str | None:
+        return self._bindings.get(test_id, {}).get(agent_id)
+
+    def add_uploads(
+        self, test_id: str, agent_id: str, kind: str, at: float, items: tuple[str, ...], limit: int
+    ) -> int | None:
+        size = size_of(items)
+        with self._lock:
+            if test_id not in self._tests:
+                return 0
+            count, stored = self._usage.get((test_id, kind), (0, 0))
+            if stored + size > limit:
+                return None
+            rows = self._uploads.setdefault((test_id, kind), [])
+            first = 0
+            for item in items:
+                seq = next(self._upload_seq)
+                first = first or seq
+                rows.append(Upload(seq, test_id, agent_id, kind, at, json.loads(item)))
+            self._usage[(test_id, kind)] = (count + len(items), stored + size)
+            return first
+
+    def read_uploads(self, test_id: str, kind: str, after_seq: int, limit: int) -> list[Upload]:
+        with self._lock:
+            rows = self._uploads.get((test_id, kind), [])
+            start = bisect.bisect_right(rows, after_seq, key=lambda u: u.seq)
+            return rows[start : start + limit]
+
+    def upload_usage(self, test_id: str) -> dict[str, tuple[int, int]]:
+        with self._lock:
+            return {k: self._usage[(test_id, k)] for k in KINDS if (test_id, k) in self._usage}
+
+    def add_agent_events(self, agent_id: str, at: float, items: tuple[str, ...], keep: int) -> int:
+        with self._lock:
+            rows = self._agent_events.setdefault(agent_id, [])
+            first = 0
+            for item in items:
+                seq = next(self._event_seq)
+                first = first or seq
+                rows.append(Upload(seq, "", agent_id, "events", at, json.loads(item)))
+            if len(rows) > keep:
+                del rows[: len(rows) - keep]
+            return first
+
+    def read_agent_events(self, agent_id: str, after_seq: int, limit: int) -> list[Upload]:
+        with self._lock:
+            rows = self._agent_events.get(agent_id, [])
+            start = bisect.bisect_right(rows, after_seq, key=lambda u: u.seq)
+            return rows[start : start + limit]
+
+    def mark_dropped(self, agent_id: str, test_ids: tuple[str, ...]) -> None:
+        with self._lock:
+            for test_id in test_ids:
+                if test_id in self._tests:
+                    self._dropped.setdefault(agent_id, set()).add(test_id)
+                    self._dropped_by_test.setdefault(test_id, set()).add(agent_id)
+
+    def dropped_jobs(self, agent_id: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._dropped.get(agent_id, ()))
 
     def close(self) -> None:
         pass

@@ -13,6 +13,7 @@ trace. Its parts:
   passes, and what it counts from.
 - :data:`SIGNALS` — what ``GetSignal`` tells the agent in each status.
 - :data:`HEARTBEAT_IS_CONTACT` — which agent heartbeats keep a test alive.
+- :data:`HEARTBEAT_WHILE_HELD` — which more do with ``Policies.ready_keeps_jobs``.
 
 :data:`RULES` is the grids read into one :class:`Rule` per pair; the
 ``transitions`` machine (:mod:`loadtest_core._machine`) is built from it, the
@@ -34,6 +35,7 @@ __all__ = [
     "COMMAND_GRID",
     "DEADLINES",
     "HEARTBEAT_IS_CONTACT",
+    "HEARTBEAT_WHILE_HELD",
     "NOT_HANDED",
     "NOT_HOLDER",
     "PHASES",
@@ -414,6 +416,24 @@ HEARTBEAT_IS_CONTACT: dict[AgentStatus, bool] = {
     AgentStatus.ERROR:               False,
 }
 """Whether an agent heartbeat keeps its active tests alive (never recovers a LOST one)."""
+
+HEARTBEAT_WHILE_HELD: dict[AgentStatus, bool] = {
+    AgentStatus.READY_FOR_TEST:      True,
+    AgentStatus.PREPARING_TEST:      False,
+    AgentStatus.TESTING:             False,
+    AgentStatus.UPLOADING_ARTIFACTS: False,
+    AgentStatus.TANK_FAILED:         False,
+    AgentStatus.STOPPED:             False,
+    AgentStatus.ERROR:               False,
+}
+"""Heartbeats that, with ``Policies.ready_keeps_jobs`` on, also keep the agent's active
+tests alive — each only until the agent asks ``JobService.Get`` for a job again, which
+is the evidence it dropped it.
+
+The real agent says READY_FOR_TEST while it drains its uploaders after the load ends,
+before its final claim, with no job call for up to ``data_upload_timeout`` (300 s);
+an agent that really dropped its job goes straight back to asking for a new one.
+"""
 # fmt: on
 
 _CLAIMED: dict[Trigger, Status] = {t: Status[t.value.removeprefix("claim_")] for t in Trigger

@@ -10,6 +10,7 @@ from loadtest_core import (
     AgentStatus,
     InvalidArgument,
     Kind,
+    LimitExceeded,
     LoadtestError,
     NotFound,
     PermissionDenied,
@@ -80,6 +81,7 @@ ERROR_CODES: dict[type[LoadtestError], tuple[grpc.StatusCode, str]] = {
     PermissionDenied: (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED"),
     Rejected: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
     Aborted: (grpc.StatusCode.ABORTED, "ABORTED"),
+    LimitExceeded: (grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED"),
     StoreError: (grpc.StatusCode.INTERNAL, "STORE_ERROR"),
     StoreUnavailable: (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"),
 }

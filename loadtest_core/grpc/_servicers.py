@@ -1,10 +1,12 @@
 """Servicers: parse the request, call the engine, map the result or the error.
 
-User RPCs (api ``TestService``, ``AgentService``, ``OperationService``) need
-a user token; agent RPCs (registration, heartbeat, jobs, agent ``TestService``)
-an agent token. Every RPC of a generated servicer that is not implemented here
-answers UNIMPLEMENTED. Each call logs one JSON line: method, code, duration,
-peer, and the test id when the (authenticated) call names one.
+User RPCs (api ``TestService``, ``ConfigService``, ``AgentService``,
+``OperationService``, ``loadtest_core.v1.UploadService``) need a user token;
+agent RPCs (registration, heartbeat, event logs, jobs, agent ``TestService``,
+trails, monitoring) an agent token. Every RPC of a generated servicer that is
+not implemented here answers UNIMPLEMENTED. Each call logs one JSON line:
+method, code, duration, peer, and the test id when the (authenticated) call
+names one.
 
 Service methods take ``(request, call)`` and raise on failure; ``add_servicers``
 (``grpc.server``) and ``add_aio_servicers`` (``grpc.aio.server``) wrap the very
@@ -44,6 +46,10 @@ from yandex.cloud.loadtesting.agent.v1 import (
     agent_service_pb2_grpc,
     job_service_pb2,
     job_service_pb2_grpc,
+    monitoring_service_pb2,
+    monitoring_service_pb2_grpc,
+    trail_service_pb2,
+    trail_service_pb2_grpc,
 )
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_service_pb2
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_test_service_grpc
@@ -52,14 +58,18 @@ from yandex.cloud.loadtesting.api.v1 import (
     agent_service_pb2_grpc as api_agent_service_grpc,
 )
 from yandex.cloud.loadtesting.api.v1 import (
+    config_service_pb2,
+    config_service_pb2_grpc,
     test_service_pb2,
     test_service_pb2_grpc,
 )
 from yandex.cloud.loadtesting.api.v1.agent import agent_pb2
+from yandex.cloud.loadtesting.api.v1.config import config_pb2
 from yandex.cloud.operation import operation_pb2, operation_service_pb2_grpc
 
 from loadtest_core import (
     AgentRecord,
+    ConfigRecord,
     Engine,
     InvalidArgument,
     LoadtestError,
@@ -69,7 +79,9 @@ from loadtest_core import (
     Role,
     Test,
     TokenAuth,
+    Unsupported,
 )
+from loadtest_core.grpc import _uploads_pb
 from loadtest_core.grpc._convert import operation_to_proto, set_timestamp, to_proto
 from loadtest_core.grpc._limits import GrpcLimits
 from loadtest_core.grpc._mapping import AGENT_STATUS, CLAIM_CODE, JOB_STATUS, SIGNAL, grpc_error
@@ -511,13 +523,17 @@ class AgentRegistrationService(_Base):
             labels={"compute_instance_id": request.compute_instance_id}
             if request.compute_instance_id
             else {},
+            owner=call.principal,
         )
         return agent_registration_service_pb2.RegisterResponse(agent_instance_id=agent.id)
 
     @rpc(Role.AGENT)
     def ExternalAgentRegister(self, request: Any, call: Call) -> Any:
         agent = self.engine.register_agent(
-            name=request.name, labels=dict(request.labels), folder_id=request.folder_id
+            name=request.name,
+            labels=dict(request.labels),
+            folder_id=request.folder_id,
+            owner=call.principal,
         )
         meta = agent_registration_service_pb2.ExternalAgentRegisterMetadata(
             agent_instance_id=agent.id
@@ -534,22 +550,37 @@ class AgentService(_Base):
         status = AGENT_STATUS.get(request.status)
         if not request.agent_instance_id:
             raise InvalidArgument("agent_instance_id: required", field="agent_instance_id")
+        self.engine.check_agent(request.agent_instance_id, call.principal)
         if status is not None:
             self.engine.agent_heartbeat(request.agent_instance_id, status)
         return agent_service_pb2.ClaimAgentStatusResponse(code=0)
 
+    @rpc(Role.AGENT)
+    def ReportEventLogs(self, request: Any, call: Call) -> Any:
+        agent = request.agent_instance_id
+        if not agent:
+            raise InvalidArgument("agent_instance_id: required", field="agent_instance_id")
+        self.engine.check_agent(agent, call.principal)
+        events = [(event.metadata.get("test_id", ""), _data(event)) for event in request.events]
+        self.engine.report_events(agent, events)
+        return agent_service_pb2.ReportEventLogsResponse()
 
-def _agent_for(engine: Engine, job_id: str, call: Call) -> str:
-    """The calling agent: its x-agent-instance-id metadata, else the job's holder."""
+
+def _data(message: Any) -> dict[str, Any]:
+    """An uploaded message as stored: proto3 JSON with the proto's field names."""
+    data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return data
+
+
+def _agent_for(engine: Engine, job_id: str, call: Call, named: str = "") -> str:
+    """The calling agent: ``named`` or its x-agent-instance-id metadata, else the job's holder.
+
+    PERMISSION_DENIED when the caller's token is not the one the job was taken with.
+    """
     if not job_id:
         raise InvalidArgument("job_id: required", field="job_id")
-    claimed = call.metadata(AGENT_ID_METADATA)
-    if claimed:
-        return claimed
-    holder = engine.job_holder(job_id)
-    if holder is None:
-        raise NotFound(f"job {job_id} was not handed out")
-    return holder
+    claimed = named or call.metadata(AGENT_ID_METADATA) or None
+    return engine.job_caller(job_id, call.principal, claimed)
 
 
 class JobService(_Base):
@@ -558,23 +589,43 @@ class JobService(_Base):
     @rpc(Role.AGENT)
     def Get(self, request: Any, call: Call) -> Any:
         agent = request.agent_instance_id or request.compute_instance_id
-        if not agent:
-            raise InvalidArgument("agent_instance_id: required", field="agent_instance_id")
-        job = self.engine.next_job(agent)
-        if job is None:
-            raise NotFound("no job for this agent yet")
+        if request.job_id:
+            job = self.engine.take_job(request.job_id, agent or None, principal=call.principal)
+        elif agent:
+            found = self.engine.next_job(agent, principal=call.principal)
+            if found is None:
+                raise NotFound("no job for this agent yet")
+            job = found
+        else:
+            raise InvalidArgument(
+                "agent_instance_id or job_id: required", field="agent_instance_id"
+            )
         call.test_id = job.id
-        config = job.test.configurations[0] if job.test.configurations else None
-        details = job.test.details
+        payload = [
+            job_service_pb2.TestDataEntry(
+                name=name,
+                is_transient=False,
+                storage_object=_storage_object(pointer.object_storage),
+            )
+            for name, pointer in sorted(job.test.configurations[0].files.items())
+        ]
         return job_service_pb2.Job(
             id=job.id,
-            config=json.dumps(
-                {
-                    "config_id": "" if config is None else config.config_id,
-                    "test": job.test.to_data(),
-                }
-            ),
-            logging_log_group_id="" if details is None else details.logging_log_group_id,
+            config=json.dumps(self.engine.job_config(job), ensure_ascii=False),
+            data_payload=payload,
+            test_data=payload[0].storage_object if len(payload) == 1 else None,
+            logging_log_group_id="",
+        )
+
+    @rpc(Role.AGENT)
+    def GetTransientFile(self, request: Any, call: Call) -> Any:
+        agent = _agent_for(self.engine, request.job_id, call)
+        self.engine.contact(request.job_id, agent)
+        raise _Abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "serve stores no transient files: give test data as object storage pointers "
+            "(the test configuration's files)",
+            "UNIMPLEMENTED",
         )
 
     @rpc(Role.AGENT)
@@ -616,6 +667,128 @@ class JobService(_Base):
         )
 
 
+def _storage_object(storage: Any) -> Any:
+    if storage is None:
+        return job_service_pb2.StorageObject()
+    return job_service_pb2.StorageObject(
+        object_storage_bucket=storage.bucket, object_storage_filename=storage.name
+    )
+
+
+class TrailService(_Base):
+    generated = trail_service_pb2_grpc.TrailServiceServicer
+
+    @rpc(Role.AGENT)
+    def Create(self, request: Any, call: Call) -> Any:
+        named = request.agent_instance_id or request.compute_instance_id
+        agent = _agent_for(self.engine, request.job_id, call, named)
+        items = [_data(trail) for trail in request.data]
+        seq = self.engine.upload(request.job_id, agent, "trails", items)
+        return trail_service_pb2.CreateTrailResponse(trail_id=str(seq) if seq else "", code=0)
+
+
+class MonitoringService(_Base):
+    generated = monitoring_service_pb2_grpc.MonitoringServiceServicer
+
+    @rpc(Role.AGENT)
+    def AddMetric(self, request: Any, call: Call) -> Any:
+        named = request.agent_instance_id or request.compute_instance_id
+        agent = _agent_for(self.engine, request.job_id, call, named)
+        items = [_data(chunk) for chunk in request.chunks]
+        seq = self.engine.upload(request.job_id, agent, "metrics", items)
+        return monitoring_service_pb2.AddMetricResponse(
+            metric_trail_id=str(seq) if seq else "", code=0
+        )
+
+
+def _config(config: ConfigRecord) -> Any:
+    proto = config_pb2.Config(
+        id=config.id,
+        folder_id=config.folder_id,
+        yaml_string=config.yaml,
+        name=config.name,
+        created_by=config.created_by,
+    )
+    set_timestamp(proto.created_at, datetime.fromtimestamp(config.created_at, UTC))
+    return proto
+
+
+class ConfigService(_Base):
+    generated = config_service_pb2_grpc.ConfigServiceServicer
+
+    @rpc(Role.USER)
+    def Create(self, request: Any, call: Call) -> Any:
+        config = self.engine.create_config(
+            request.yaml_string,
+            name=request.name,
+            folder_id=request.folder_id,
+            principal=call.principal,
+        )
+        meta = config_service_pb2.CreateConfigMetadata(config_id=config.id)
+        return self.ops.add("Create config", call.principal, meta, _config(config))
+
+    @rpc(Role.USER)
+    def Get(self, request: Any, call: Call) -> Any:
+        return _config(self.engine.get_config(request.config_id))
+
+    @rpc(Role.USER)
+    def List(self, request: Any, call: Call) -> Any:
+        if request.filter:
+            raise Unsupported("filter: configs cannot be filtered yet", field="filter")
+        configs, token = self.engine.list_configs(
+            folder_id=request.folder_id or None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return config_service_pb2.ListConfigsResponse(
+            configs=[_config(c) for c in configs], next_page_token=token
+        )
+
+    @rpc(Role.USER)
+    def Delete(self, request: Any, call: Call) -> Any:
+        self.engine.delete_config(request.config_id)
+        meta = config_service_pb2.DeleteConfigMetadata(config_id=request.config_id)
+        return self.ops.add("Delete config", call.principal, meta, empty_pb2.Empty())
+
+
+class UploadService(_Base):
+    """``loadtest_core.v1.UploadService`` (``_uploads_pb``): what agents uploaded, read back."""
+
+    generated = _uploads_pb.UploadServiceServicer
+
+    @rpc(Role.USER)
+    def List(self, request: Any, call: Call) -> Any:
+        if request.page_size < 0:
+            raise InvalidArgument("page_size: must be >= 0", field="page_size")
+        if request.after < 0:
+            raise InvalidArgument("after: must be >= 0", field="after")
+        limit = min(request.page_size or 100, self.engine.policies.max_page_size)
+        response = _uploads_pb.ListUploadsResponse(next_after=request.after)
+        if request.test_id and request.agent_id:
+            raise InvalidArgument("test_id, agent_id: give one of them", field="agent_id")
+        if request.agent_id:
+            if request.kind not in ("", "events"):
+                raise InvalidArgument("kind: an agent's own uploads are events", field="kind")
+            items = self.engine.agent_events(request.agent_id, after=request.after, limit=limit)
+        elif request.test_id:
+            kind = request.kind or "trails"
+            items = self.engine.uploads(request.test_id, kind, after=request.after, limit=limit)
+            count, size = self.engine.upload_usage(request.test_id).get(kind, (0, 0))
+            response.stored_items, response.stored_bytes = count, size
+            response.limit_bytes = self.engine.policies.upload_limit
+        else:
+            raise InvalidArgument("test_id: required (or agent_id)", field="test_id")
+        for item in items:
+            upload = response.uploads.add(
+                seq=item.seq, test_id=item.test_id, agent_id=item.agent_id, kind=item.kind
+            )
+            set_timestamp(upload.received_at, datetime.fromtimestamp(item.at, UTC))
+            upload.data.update(item.data)
+        if items:
+            response.next_after = items[-1].seq
+        return response
+
+
 class AgentTestService(_Base):
     generated = agent_test_service_grpc.TestServiceServicer
     __test__ = False
@@ -654,6 +827,10 @@ _SERVICES: tuple[tuple[type[_Base], Callable[[Any, Any], None]], ...] = (
     (AgentService, agent_service_pb2_grpc.add_AgentServiceServicer_to_server),
     (JobService, job_service_pb2_grpc.add_JobServiceServicer_to_server),
     (AgentTestService, agent_test_service_grpc.add_TestServiceServicer_to_server),
+    (ConfigService, config_service_pb2_grpc.add_ConfigServiceServicer_to_server),
+    (TrailService, trail_service_pb2_grpc.add_TrailServiceServicer_to_server),
+    (MonitoringService, monitoring_service_pb2_grpc.add_MonitoringServiceServicer_to_server),
+    (UploadService, _uploads_pb.add_UploadServiceServicer_to_server),
 )
 
 

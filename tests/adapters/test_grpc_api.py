@@ -334,12 +334,6 @@ def test_other_rpcs_are_unimplemented(api: Grpc) -> None:
         lambda: api.operations.Cancel(
             operation_service_pb2.CancelOperationRequest(), metadata=api.user()
         ),
-        lambda: api.agents.ReportEventLogs(
-            agent_service_pb2.ReportEventLogsRequest(), metadata=api.agent()
-        ),
-        lambda: api.jobs.GetTransientFile(
-            job_service_pb2.GetJobTransientFile(), metadata=api.agent()
-        ),
         lambda: api.agent_tests.Get(agent_test_pb2.GetTestRequest(), metadata=api.agent()),
     ]
     for call in calls:

@@ -16,10 +16,14 @@ against the real agent run against ``serve``:
   (every cycle, not only on change); STOP stops the generator (no poll while it
   shuts down) and claims STOPPED; RUN_IN (``run_in`` at most the poll
   interval) starts shooting, nothing else does;
-- uploads in background threads: event logs every 5 s (one event per call),
-  trails every second while shooting, monitoring (empty without telegraf),
-  each with the agent's back-off (2 s, doubling, max 600 s; a round with
-  nothing to send counts as a failure);
+- ``Job.config`` is ``json.loads``-ed and every top-level value read as a
+  generator section (``.get``): anything else crashes the agent before it
+  claims (``ConfigCrash``);
+- uploads in background threads: event logs every 5 s (one event per call,
+  labelled with the test id while a job runs, none logged during the drain), trails every second while
+  shooting, monitoring (empty without telegraf, ``Plan.monitoring``), each with
+  the agent's back-off (2 s, doubling, max 600 s; a round with nothing to send
+  counts as a failure);
 - at the end of the load the uploaders drain (the next allowed round of each)
   before the final claim, with the imbalance ``TestService.Update`` first after
   an autostop; after STOP the claim comes first, then the drain.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -48,15 +53,23 @@ from yandex.cloud.loadtesting.agent.v1 import (
     agent_service_pb2_grpc,
     job_service_pb2,
     job_service_pb2_grpc,
+    monitoring_service_pb2,
+    monitoring_service_pb2_grpc,
     trail_service_pb2,
     trail_service_pb2_grpc,
 )
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_pb2
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_test_grpc
-from yandex.cloud.loadtesting.api.v1 import test_service_pb2, test_service_pb2_grpc
+from yandex.cloud.loadtesting.api.v1 import (
+    config_service_pb2,
+    config_service_pb2_grpc,
+    test_service_pb2,
+    test_service_pb2_grpc,
+)
 from yandex.cloud.loadtesting.api.v1.test import agent_selector_pb2, single_agent_configuration_pb2
 
 from loadtest_core import Engine, ManualClock, Status
+from loadtest_core.grpc import UploadServiceStub
 
 AGENT_VERSION = "1.1.11"
 # The agent retries these three times, 50 ms apart (virtual time: at once).
@@ -69,11 +82,28 @@ RETRIED = {
 }
 # Answers to a job call that make the agent abandon the job it holds.
 ABANDON = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND}
-JOB_CALLS = {"GetSignal", "JobClaimStatus", "TestUpdate", "TrailCreate"}
+JOB_CALLS = {"GetSignal", "JobClaimStatus", "TestUpdate", "TrailCreate", "AddMetric"}
+GENERATOR_CONFIG = """\
+pandora:
+  enabled: true
+  package: yandextank.plugins.Pandora
+  config_content:
+    pools:
+      - id: HTTP
+        gun: {type: http, target: "127.0.0.1:8080"}
+        ammo: {type: uri, file: ammo.uri}
+        schedule: [{type: const, ops: 5, duration: 20s}]
+telegraf: {enabled: false, package: yandextank.plugins.Telegraf}
+"""
+"""A generator config as a user loads it with ``yc loadtesting test-config create``."""
 
 
 class Killed(Exception):
     """The agent process is gone: it makes no call any more."""
+
+
+class ConfigCrash(Exception):
+    """What the real agent does with a ``Job.config`` that is not a mapping of sections."""
 
 
 @dataclass
@@ -111,8 +141,11 @@ class World:
         self.agents = agent_service_pb2_grpc.AgentServiceStub(channel)
         self.jobs = job_service_pb2_grpc.JobServiceStub(channel)
         self.trails = trail_service_pb2_grpc.TrailServiceStub(channel)
+        self.monitoring = monitoring_service_pb2_grpc.MonitoringServiceStub(channel)
         self.agent_tests = agent_test_grpc.TestServiceStub(channel)
         self.tests = test_service_pb2_grpc.TestServiceStub(channel)
+        self.configs = config_service_pb2_grpc.ConfigServiceStub(channel)
+        self.uploads = UploadServiceStub(channel)
 
     @property
     def now(self) -> float:
@@ -157,17 +190,34 @@ class World:
 
     # --- the user side ------------------------------------------------------------
 
-    def create_test(self, *, agent_id: str | None, user_md: Any) -> str:
+    def create_config(self, yaml_text: str, user_md: Any) -> str:
+        """``ConfigService.Create``, as ``yc loadtesting test-config create`` does; its id."""
+        op = self.configs.Create(
+            config_service_pb2.CreateConfigRequest(
+                folder_id="folder-1", yaml_string=yaml_text, name="generator"
+            ),
+            metadata=user_md,
+        )
+        meta = config_service_pb2.CreateConfigMetadata()
+        op.metadata.Unpack(meta)
+        return str(meta.config_id)
+
+    def create_test(
+        self, *, agent_id: str | None, user_md: Any, config_id: str | None = None
+    ) -> str:
+        """A test for one agent (``None``: any anonymous agent) naming a stored config."""
         selector = (
             agent_selector_pb2.AgentSelector(anonymous_agent=True)
             if agent_id is None
             else agent_selector_pb2.AgentSelector(agent_id=agent_id)
         )
+        if config_id is None:
+            config_id = self.create_config(GENERATOR_CONFIG, user_md)
         op = self.tests.Create(
             test_service_pb2.CreateTestRequest(
                 configurations=[
                     single_agent_configuration_pb2.SingleAgentConfiguration(
-                        config_id="cfg", agent_selector=selector
+                        config_id=config_id, agent_selector=selector
                     )
                 ]
             ),
@@ -200,6 +250,7 @@ class Plan:
     outcome: str = "FINISHED"
     imbalance_rps: int | None = None
     stop_shutdown: float = 2.0
+    monitoring: bool = False
 
 
 class _Uploader:
@@ -251,6 +302,8 @@ class Agent:
         self.tank: str | None = None  # the generator's status, None without a tank
         self.draining = False
         self.held: set[str] = set()
+        self.job_configs: dict[str, dict[str, Any]] = {}
+        self.current: str | None = None  # the job in the agent's log labels
         self.stopped_by_server = False
         self.killed = False
         self._timers: list[list[bool]] = []
@@ -337,21 +390,24 @@ class Agent:
     def _event_round(self) -> float | None:
         if self.killed:
             return None
-        self._event_logs.queue.extend(range(3))  # a few log records every round
+        if not self.draining:  # nothing is logged while the uploaders drain (seen)
+            self._event_logs.queue.extend([self.current or ""] * 3)
         self._event_logs.round(self.world.now)
         return self._event_logs.interval
 
-    def _send_events(self, items: list[int]) -> bool:
+    def _send_events(self, items: list[str]) -> bool:
         ok = True
-        for _ in items:  # log_max_chunk_size unset: one event per call
+        for test_id in items:  # log_max_chunk_size unset: one event per call
+            labels = {"test_id": test_id} if test_id else {}
             try:
                 self._call(
                     "ReportEventLogs",
                     self.world.agents.ReportEventLogs,
                     agent_service_pb2.ReportEventLogsRequest(
                         agent_instance_id=self.agent_id or "",
-                        events=[agent_service_pb2.EventLog(message="agent log line")],
+                        events=[agent_service_pb2.EventLog(message="log line", metadata=labels)],
                     ),
+                    test_id,
                     metadata=self._md(version=False),
                 )
             except grpc.RpcError:
@@ -382,6 +438,10 @@ class Agent:
             raise
         if not job.id:
             return None
+        config = json.loads(job.config)  # the agent: json.loads, then .get on every section
+        if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+            raise ConfigCrash(f"AttributeError: the job's config {job.config[:60]!r} has no sections")
+        self.job_configs[job.id] = config
         self.held.add(job.id)
         return str(job.id)
 
@@ -417,6 +477,34 @@ class Agent:
             metadata=self._md(),
         )
 
+    def _send_metrics(self, job_id: str, items: list[int]) -> bool:
+        try:
+            self._call(
+                "AddMetric",
+                self.world.monitoring.AddMetric,
+                monitoring_service_pb2.AddMetricRequest(
+                    agent_instance_id=self.agent_id or "",
+                    job_id=job_id,
+                    chunks=[
+                        monitoring_service_pb2.MetricChunk(
+                            timestamp=i,
+                            instance_host="tank-host",
+                            data=[
+                                monitoring_service_pb2.Metric(
+                                    metric_type="CPU", metric_name="idle", metric_value=50.0
+                                )
+                            ],
+                        )
+                        for i in items
+                    ],
+                ),
+                job_id,
+                metadata=self._md(),
+            )
+        except grpc.RpcError:
+            return False
+        return True
+
     def _send_trails(self, job_id: str, items: list[int]) -> bool:
         try:
             self._call(
@@ -440,8 +528,9 @@ class Agent:
         self.tank = "PREPARING"
         tank_t = 0.0
         run_at: float | None = None
+        self.current = job_id
         trails = _Uploader(lambda items: self._send_trails(job_id, items), 1.0)
-        monitoring = _Uploader(lambda items: True, 1.0)
+        monitoring = _Uploader(lambda items: self._send_metrics(job_id, items), 1.0)
         uploaders = [trails, monitoring]
         stop_uploaders = [False]
 
@@ -450,6 +539,8 @@ class Agent:
                 return None
             if self.tank == "RUNNING":
                 trails.queue.append(int(self.world.now))
+                if plan.monitoring:
+                    monitoring.queue.append(int(self.world.now))
             for uploader in uploaders:
                 uploader.round(self.world.now)
             return 1.0
@@ -521,6 +612,7 @@ class Agent:
             self.world.sleep(self.request_interval)
         self.tank = None
         self.draining = False
+        self.current = None
         stop_uploaders[0] = True
         return final
 
