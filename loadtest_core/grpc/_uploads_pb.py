@@ -160,3 +160,6 @@ def add_UploadServiceServicer_to_server(servicer: Any, server: Any) -> None:
         )
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    registered = getattr(server, "add_registered_method_handlers", None)
+    if registered is not None:  # as generated code does on grpcio >= 1.62
+        registered(SERVICE, handlers)

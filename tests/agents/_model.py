@@ -20,10 +20,10 @@ against the real agent run against ``serve``:
   generator section (``.get``): anything else crashes the agent before it
   claims (``ConfigCrash``);
 - uploads in background threads: event logs every 5 s (one event per call,
-  labelled with the test id while a job runs, none logged during the drain), trails every second while
-  shooting, monitoring (empty without telegraf, ``Plan.monitoring``), each with
-  the agent's back-off (2 s, doubling, max 600 s; a round with nothing to send
-  counts as a failure);
+  labelled with the test id while a job runs, none logged during the drain),
+  trails every second while shooting, monitoring (empty without telegraf,
+  ``Plan.monitoring``), each with the agent's back-off (2 s, doubling, max
+  600 s; a round with nothing to send counts as a failure);
 - at the end of the load the uploaders drain (the next allowed round of each)
   before the final claim, with the imbalance ``TestService.Update`` first after
   an autostop; after STOP the claim comes first, then the drain.
@@ -42,7 +42,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -96,6 +96,9 @@ pandora:
 telegraf: {enabled: false, package: yandextank.plugins.Telegraf}
 """
 """A generator config as a user loads it with ``yc loadtesting test-config create``."""
+
+
+T = TypeVar("T")
 
 
 class Killed(Exception):
@@ -238,6 +241,14 @@ class World:
         self.tests.Stop(test_service_pb2.StopTestRequest(test_id=test_id), metadata=user_md)
 
 
+def read_job_config(text: str) -> dict[str, Any]:
+    """``Job.config`` as the agent reads it: ``json.loads``, then ``.get`` on every section."""
+    config = json.loads(text)
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise ConfigCrash(f"AttributeError: the job's config {text[:60]!r} has no sections")
+    return config
+
+
 @dataclass
 class Plan:
     """What the agent's load generator does with a job (seconds of virtual time)."""
@@ -253,12 +264,12 @@ class Plan:
     monitoring: bool = False
 
 
-class _Uploader:
+class _Uploader(Generic[T]):
     """One of the agent's ``Reporter`` threads: a queue, a round interval, back-off."""
 
-    def __init__(self, send: Callable[[list[int]], bool], interval: float) -> None:
+    def __init__(self, send: Callable[[list[T]], bool], interval: float) -> None:
         self.send, self.interval = send, interval
-        self.queue: list[int] = []
+        self.queue: list[T] = []
         self.next_attempt = 0.0
         self.delay = 2.0
         self.end_marker = False
@@ -307,7 +318,7 @@ class Agent:
         self.stopped_by_server = False
         self.killed = False
         self._timers: list[list[bool]] = []
-        self._event_logs = _Uploader(self._send_events, 5.0)
+        self._event_logs: _Uploader[str] = _Uploader(self._send_events, 5.0)
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -438,10 +449,7 @@ class Agent:
             raise
         if not job.id:
             return None
-        config = json.loads(job.config)  # the agent: json.loads, then .get on every section
-        if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
-            raise ConfigCrash(f"AttributeError: the job's config {job.config[:60]!r} has no sections")
-        self.job_configs[job.id] = config
+        self.job_configs[job.id] = read_job_config(job.config)
         self.held.add(job.id)
         return str(job.id)
 
@@ -529,8 +537,8 @@ class Agent:
         tank_t = 0.0
         run_at: float | None = None
         self.current = job_id
-        trails = _Uploader(lambda items: self._send_trails(job_id, items), 1.0)
-        monitoring = _Uploader(lambda items: self._send_metrics(job_id, items), 1.0)
+        trails: _Uploader[int] = _Uploader(lambda items: self._send_trails(job_id, items), 1.0)
+        monitoring: _Uploader[int] = _Uploader(lambda items: self._send_metrics(job_id, items), 1.0)
         uploaders = [trails, monitoring]
         stop_uploaders = [False]
 

@@ -6,7 +6,8 @@ the agent held was answered FAILED_PRECONDITION or NOT_FOUND.
 
 from __future__ import annotations
 
-import json
+import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ from yandex.cloud.loadtesting.agent.v1 import test_service_pb2 as agent_test_pb2
 from loadtest_core import Status
 from loadtest_core.grpc import ListUploadsRequest
 from tests.adapters.conftest import AGENT
-from tests.agents._model import GENERATOR_CONFIG, Agent, ConfigCrash, Plan, World
+from tests.agents._model import (
+    GENERATOR_CONFIG,
+    Agent,
+    ConfigCrash,
+    Plan,
+    World,
+    read_job_config,
+)
 from tests.agents.conftest import LOST_AFTER, OTHER_AGENT, make_world
 from tests.agents.test_agent_model import USER_MD, started
 
@@ -83,20 +91,13 @@ def test_a_config_deleted_after_create_still_reaches_the_agent(
     assert world.status(test_id) is Status.DONE
 
 
-def test_the_model_crashes_on_a_job_that_is_not_a_generator_config() -> None:
-    """The model refuses what the real agent cannot run (so the scenarios above can fail)."""
-    job = job_service_pb2.Job(id="t", config=json.dumps({"config_id": "x", "test": {}}))
-
-    class Jobs:
-        def Get(self, request: Any, **_: Any) -> Any:
-            return job
-
-    agent = Agent.__new__(Agent)
-    agent.killed, agent.calls, agent.token, agent.agent_id = False, [], AGENT, "a"
-    agent.world = type("W", (), {"jobs": Jobs(), "now": 0.0})()  # type: ignore[assignment]
-    agent.held, agent.job_configs = set(), {}
+@pytest.mark.parametrize(
+    "text", ['{"config_id": "c", "test": {}}', '[{"phantom": {}}]', '{"console": null}']
+)
+def test_the_model_crashes_on_a_job_that_is_not_a_generator_config(text: str) -> None:
+    """The model refuses what the real agent cannot run (so the config scenarios can fail)."""
     with pytest.raises(ConfigCrash):
-        agent.fetch()
+        read_job_config(text)
 
 
 def test_anonymous_run_fetches_its_job_by_id(world: World) -> None:
@@ -113,7 +114,7 @@ def test_anonymous_run_fetches_its_job_by_id(world: World) -> None:
 
 
 def test_anonymous_run_with_a_slow_download_keeps_its_job(world: World) -> None:
-    """No heartbeat, a 45 s download (> lost_after): the lease lapses, the first poll takes it back."""
+    """No heartbeat, a 45 s download: the lease lapses, and its first poll takes the job back."""
     test_id = world.create_test(agent_id=None, user_md=USER_MD)
     agent = Agent(world, AGENT, name=None)
     assert agent.fetch(test_id) == test_id
@@ -132,7 +133,7 @@ def test_a_test_for_a_named_agent_is_not_handed_to_an_anonymous_run(world: World
 
 
 def test_uploads_are_accepted_stored_and_readable(world: World, tmp_path: Path) -> None:
-    """Trails, metrics and event logs are answered OK, stored per test, and read back by the user."""
+    """Trails, metrics and event logs are answered OK, stored per test, read back by the user."""
     agent = started(world, tmp_path)
     test_id = world.create_test(agent_id=agent.agent_id, user_md=USER_MD)
     assert agent.run_job(agent.wait_for_job(), Plan(shoot=10, monitoring=True)) == "FINISHED"
@@ -142,9 +143,7 @@ def test_uploads_are_accepted_stored_and_readable(world: World, tmp_path: Path) 
     assert agent.codes("ReportEventLogs") == {grpc.StatusCode.OK}
     assert agent.abandoning_answers() == []
     trails = read_uploads(world, test_id, "trails")
-    sent = sum(
-        1 for c in agent.calls if c.method == "TrailCreate" and c.code is grpc.StatusCode.OK
-    )
+    sent = sum(1 for c in agent.calls if c.method == "TrailCreate" and c.code is grpc.StatusCode.OK)
     assert sent >= 9 and len(trails) >= sent  # one trail a second, each kept
     assert {t["overall"] for t in trails} == {"1"}  # int64: a string in proto3 JSON
     metrics = read_uploads(world, test_id, "metrics")
@@ -202,7 +201,7 @@ def test_long_run_by_default_goes_lost_during_the_drain_then_done(
 def drain_gap(agent: Agent) -> float:
     """The longest silence between two job calls of the agent (the post-run drain)."""
     times = [c.t for c in agent.calls if c.method in ("GetSignal", "JobClaimStatus")]
-    return max(b - a for a, b in zip(times, times[1:], strict=False))
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def test_an_agent_that_drops_its_job_loses_it_even_with_the_flag(tmp_path: Path) -> None:
@@ -224,7 +223,7 @@ def test_another_token_cannot_act_for_an_agents_job(world: World, tmp_path: Path
     test_id = world.create_test(agent_id=agent.agent_id, user_md=USER_MD)
     job = agent.wait_for_job()
     md = (("authorization", f"Bearer {OTHER_AGENT}"),)
-    intruder_calls = [
+    intruder_calls: list[Callable[[], Any]] = [
         lambda: world.jobs.GetSignal(job_service_pb2.JobSignalRequest(job_id=job), metadata=md),
         lambda: world.jobs.ClaimStatus(
             job_service_pb2.ClaimJobStatusRequest(
