@@ -146,6 +146,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="time in LOST before FAILED (default: never)",
     )
     p.add_argument(
+        "--ready-heartbeats-keep-jobs",
+        action="store_true",
+        help="a READY_FOR_TEST heartbeat keeps the agent's running tests alive until it asks "
+        "for a new job: the real agent drains its uploads that way after a run (docs/agents.md)",
+    )
+    p.add_argument(
+        "--upload-limit",
+        type=_count,
+        default=None,
+        metavar="BYTES",
+        help="agent uploads kept per test and kind (events, trails, metrics); more are "
+        "refused with RESOURCE_EXHAUSTED (default 67108864)",
+    )
+    p.add_argument(
         "--grace",
         type=_positive,
         default=5.0,
@@ -243,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         lost_expiry=args.lost_expiry,
         grace=args.grace,
         tls=tls,
+        ready_keeps_jobs=args.ready_heartbeats_keep_jobs,
+        upload_limit=args.upload_limit,
         grpc_limits=GrpcLimits(**_limit_values(args, GRPC_LIMITS)),
         http_limits=_limit_values(args, HTTP_LIMITS),
     )

@@ -66,6 +66,8 @@ class Options:
     grpc_limits: GrpcLimits = field(default_factory=GrpcLimits)
     http_limits: dict[str, Any] = field(default_factory=dict)
     """``HttpLimits`` fields; a dict so that serve runs without the http extra."""
+    ready_keeps_jobs: bool = False
+    upload_limit: int | None = None
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -246,6 +248,19 @@ def _error(message: str) -> int:
     return 2
 
 
+def policies_of(options: Options) -> Policies:
+    """The engine's policies from serve's flags (the rest keep their defaults)."""
+    extra: dict[str, Any] = {}
+    if options.upload_limit is not None:
+        extra["upload_limit"] = options.upload_limit
+    return Policies(
+        lost_after=options.lost_after,
+        lost_expiry=options.lost_expiry,
+        ready_keeps_jobs=options.ready_keeps_jobs,
+        **extra,
+    )
+
+
 def serve(options: Options) -> int:
     http_sock = None
     if options.http is not None:
@@ -269,9 +284,7 @@ def serve(options: Options) -> int:
         return 2
     handler = log_to(sys.stderr.fileno())
     auth = TokenAuth(options.user_tokens, options.agent_tokens, insecure=options.insecure)
-    engine = Engine(
-        store, policies=Policies(lost_after=options.lost_after, lost_expiry=options.lost_expiry)
-    )
+    engine = Engine(store, policies=policies_of(options))
     try:
         code = asyncio.run(_serve(options, engine, auth, handler, http_sock))
     finally:
