@@ -86,15 +86,18 @@ def _invalid(message: str) -> InvalidArgument:
     return InvalidArgument(f"yaml_string: {message}", field="yaml_string")
 
 
-def _check_node(node: Any, depth: int, path: set[int], count: list[int]) -> None:
-    """Refuse what JSON cannot carry; ``count`` bounds the tree with aliases expanded."""
+def _check_node(node: Any, depth: int, path: set[int], count: list[int], at: Any) -> None:
+    """Refuse what JSON cannot carry; ``count`` bounds the tree with aliases expanded.
+
+    ``at`` is where the node is used (its key, or itself): the line a refusal names.
+    """
     count[0] += 1
     if count[0] > MAX_NODES:
         raise _invalid(f"more than {MAX_NODES} values once aliases are expanded")
     if depth > MAX_DEPTH:
         raise _invalid(f"{_where(node)}: nested deeper than {MAX_DEPTH} levels")
     if id(node) in path:
-        raise _invalid(f"{_where(node)}: a recursive alias cannot be written as JSON")
+        raise _invalid(f"{_where(at)}: a recursive alias cannot be written as JSON")
     tag = node.tag
     if tag in _NOT_JSON:
         raise _invalid(f"{_where(node)}: {_NOT_JSON[tag]} is not JSON; quote it to keep it as text")
@@ -113,11 +116,11 @@ def _check_node(node: Any, depth: int, path: set[int], count: list[int]) -> None
     try:
         if kind == "SequenceNode":
             for item in node.value:
-                _check_node(item, depth + 1, path, count)
+                _check_node(item, depth + 1, path, count, item)
             return
         for key, value in node.value:
             if key.tag == _MERGE:
-                _check_node(value, depth + 1, path, count)
+                _check_node(value, depth + 1, path, count, key)
                 continue
             if type(key).__name__ != "ScalarNode" or key.tag != _STR:
                 shown = key.value if type(key).__name__ == "ScalarNode" else "a collection"
@@ -125,7 +128,7 @@ def _check_node(node: Any, depth: int, path: set[int], count: list[int]) -> None
                     f"{_where(key)}: the key {shown!r} is not a string "
                     "(JSON object keys are strings; quote it)"
                 )
-            _check_node(value, depth + 1, path, count)
+            _check_node(value, depth + 1, path, count, key)
     finally:
         path.discard(id(node))
 
@@ -148,31 +151,35 @@ def parse_config(text: object, *, limit: int) -> tuple[dict[str, Any], str]:
         raise LoadtestError(
             f"configs need PyYAML: pip install 'loadtest-core[grpc]' ({exc})"
         ) from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # a character YAML refuses (a control character)
+        raise _invalid(" ".join(str(exc).split())) from None
     try:
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = "" if mark is None else f"line {mark.line + 1}: "
-            raise _invalid(f"{where}{exc.problem or exc.context}") from None
+            what = ", ".join(part for part in (exc.context, exc.problem) if part)
+            raise _invalid(f"{where}{what}") from None
         except yaml.YAMLError as exc:
-            raise _invalid(str(exc)) from None
+            raise _invalid(" ".join(str(exc).split())) from None
         except RecursionError:
             raise _invalid("nested too deeply") from None
-        if node is None:
+        if node is None or (node.tag == "tag:yaml.org,2002:null" and not node.value):
             raise _invalid("empty: a config is a YAML mapping of generator sections")
         if type(node).__name__ != "MappingNode" or node.tag != _MAP:
             raise _invalid(
                 f"{_where(node)}: a config is a mapping of generator sections "
                 "(e.g. 'pandora:'), not a single value or a list"
             )
-        _check_node(node, 0, set(), [0])
+        _check_node(node, 0, set(), [0], node)
         keys = {k.value: k for k, _ in node.value if k.tag == _STR}
         try:
             data = loader.construct_document(node)
-        except yaml.YAMLError as exc:
-            raise _invalid(str(exc).replace("\n", " ")) from None
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise _invalid(" ".join(str(exc).split()) or "cannot be read") from None
     finally:
         loader.dispose()
     for key, value in data.items():

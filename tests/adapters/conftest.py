@@ -20,14 +20,16 @@ from yandex.cloud.loadtesting.agent.v1 import (
     agent_registration_service_pb2_grpc,
     agent_service_pb2_grpc,
     job_service_pb2_grpc,
+    monitoring_service_pb2_grpc,
+    trail_service_pb2_grpc,
 )
 from yandex.cloud.loadtesting.agent.v1 import test_service_pb2_grpc as agent_test_grpc
 from yandex.cloud.loadtesting.api.v1 import agent_service_pb2_grpc as api_agent_grpc
-from yandex.cloud.loadtesting.api.v1 import test_service_pb2_grpc
+from yandex.cloud.loadtesting.api.v1 import config_service_pb2_grpc, test_service_pb2_grpc
 from yandex.cloud.operation import operation_service_pb2_grpc
 
 from loadtest_core import Engine, ManualClock, MemoryStore, TokenAuth
-from loadtest_core.grpc import add_aio_servicers, add_servicers
+from loadtest_core.grpc import UploadServiceStub, add_aio_servicers, add_servicers
 from tests.engine.conftest import EXACT, counter_ids
 
 USER = "user-secret"
@@ -46,6 +48,10 @@ class Grpc:
     jobs: Any
     agent_tests: Any
     api_agents: Any
+    configs: Any
+    trails: Any
+    monitoring: Any
+    uploads: Any
 
     @staticmethod
     def user() -> list[tuple[str, str]]:
@@ -131,6 +137,10 @@ def connected(
             job_service_pb2_grpc.JobServiceStub(channel),
             agent_test_grpc.TestServiceStub(channel),
             api_agent_grpc.AgentServiceStub(channel),
+            config_service_pb2_grpc.ConfigServiceStub(channel),
+            trail_service_pb2_grpc.TrailServiceStub(channel),
+            monitoring_service_pb2_grpc.MonitoringServiceStub(channel),
+            UploadServiceStub(channel),
         )
 
 

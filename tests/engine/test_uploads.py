@@ -1,0 +1,170 @@
+"""Agent uploads through the engine: held jobs only, bounded per test and kind, contact, reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtest_core import (
+    Engine,
+    InvalidArgument,
+    Kind,
+    LimitExceeded,
+    ManualClock,
+    MemoryStore,
+    NotFound,
+    Policies,
+    Rejected,
+    SqliteStore,
+    Status,
+    Store,
+)
+from tests.engine.conftest import counter_ids, running
+
+TRAIL = {"time": "1700000000", "reqps": "5", "overall": "1"}
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "u.db")
+
+
+def make(store: Store, clock: ManualClock, **policies: object) -> Engine:
+    settings = Policies.model_validate({"lost_after": 30, "contact_every": 0, **policies})
+    return Engine(store, clock=clock, policies=settings, ids=counter_ids())
+
+
+def test_uploads_are_stored_in_order_and_read_back_by_cursor(
+    store: Store, clock: ManualClock
+) -> None:
+    """Each item keeps the agent's data; `after` is the last seq read; kinds are apart."""
+    engine = make(store, clock)
+    test_id = running(engine)
+    first = engine.upload(test_id, "agent-1", "trails", [TRAIL, {**TRAIL, "reqps": "6"}])
+    engine.upload(test_id, "agent-1", "metrics", [{"timestamp": "1"}])
+    engine.upload(test_id, "agent-1", "trails", [{**TRAIL, "reqps": "7"}])
+    got = engine.uploads(test_id, "trails")
+    assert [u.data["reqps"] for u in got] == ["5", "6", "7"]
+    assert got[0].seq == first and got[0].agent_id == "agent-1" and got[0].kind == "trails"
+    assert [u.data["reqps"] for u in engine.uploads(test_id, "trails", after=got[0].seq)] == [
+        "6",
+        "7",
+    ]
+    assert len(engine.uploads(test_id, "trails", limit=1)) == 1
+    assert [u.data for u in engine.uploads(test_id, "metrics")] == [{"timestamp": "1"}]
+    assert engine.upload_usage(test_id)["trails"][0] == 3
+
+
+def test_an_upload_from_an_agent_without_the_job_is_a_conflict(engine: Engine) -> None:
+    test_id = running(engine)
+    with pytest.raises(Rejected) as caught:
+        engine.upload(test_id, "agent-2", "trails", [TRAIL])
+    assert caught.value.outcome.kind is Kind.CONFLICT
+    assert engine.uploads(test_id, "trails") == []
+    with pytest.raises(NotFound):
+        engine.upload("test-nope", "agent-1", "trails", [TRAIL])
+
+
+def test_an_upload_over_the_limit_is_refused_whole_and_nothing_else_changes(
+    store: Store, clock: ManualClock
+) -> None:
+    """Past upload_limit (bytes a test and kind): LimitExceeded, no item of it stored."""
+    engine = make(store, clock, upload_limit=120)
+    test_id = running(engine)
+    engine.upload(test_id, "agent-1", "trails", [TRAIL])
+    with pytest.raises(LimitExceeded, match="limit of 120 bytes"):
+        engine.upload(test_id, "agent-1", "trails", [TRAIL, TRAIL])
+    assert len(engine.uploads(test_id, "trails")) == 1
+    engine.upload(test_id, "agent-1", "metrics", [TRAIL])  # another kind has its own bound
+    assert engine.get(test_id).summary.status is Status.RUNNING  # type: ignore[union-attr]
+
+
+def test_an_upload_is_contact_even_when_refused(clock: ManualClock) -> None:
+    """Uploads alone keep a test alive, over the limit too; an upload recovers a LOST test."""
+    engine = make(MemoryStore(), clock, upload_limit=1)
+    test_id = running(engine)
+    for _ in range(10):
+        clock.advance(20)
+        with pytest.raises(LimitExceeded):
+            engine.upload(test_id, "agent-1", "trails", [TRAIL])
+        engine.tick()
+    assert engine.get(test_id).summary.status is Status.RUNNING  # type: ignore[union-attr]
+    clock.advance(31)
+    engine.tick()
+    assert engine.get(test_id).summary.status is Status.LOST  # type: ignore[union-attr]
+    engine.upload(test_id, "agent-1", "events", [])
+    assert engine.get(test_id).summary.status is Status.RUNNING  # type: ignore[union-attr]
+
+
+def test_uploads_after_the_end_are_accepted_from_the_holder(engine: Engine) -> None:
+    """The agent drains trails after its STOPPED claim: still its job, still stored."""
+    test_id = running(engine)
+    engine.stop(test_id)
+    engine.claim(test_id, "agent-1", Status.STOPPED)
+    engine.upload(test_id, "agent-1", "trails", [TRAIL])
+    assert len(engine.uploads(test_id, "trails")) == 1
+
+
+def test_event_logs_go_to_the_test_they_name_or_to_the_agent(engine: Engine) -> None:
+    """Events naming a test the agent holds are the test's; the rest are kept per agent."""
+    mine = running(engine)
+    other = running(engine, agent="agent-2")
+    engine.report_events(
+        "agent-1",
+        [
+            (mine, {"message": "shooting"}),
+            ("", {"message": "idle"}),
+            (other, {"message": "not mine"}),
+            ("test-unknown", {"message": "gone"}),
+        ],
+    )
+    assert [u.data["message"] for u in engine.uploads(mine, "events")] == ["shooting"]
+    assert engine.uploads(other, "events") == []
+    own = engine.agent_events("agent-1")
+    assert [u.data["message"] for u in own] == ["idle", "not mine", "gone"]
+    assert {u.test_id for u in own} == {""}
+
+
+def test_an_agent_keeps_only_its_newest_events(store: Store, clock: ManualClock) -> None:
+    engine = make(store, clock, agent_events_kept=3)
+    for i in range(5):
+        engine.report_events("agent-1", [("", {"n": i}), ("", {"n": i + 100})])
+    kept = engine.agent_events("agent-1")
+    assert [u.data["n"] for u in kept] == [103, 4, 104]
+    assert engine.agent_events("agent-1", after=kept[0].seq)[0].data["n"] == 4
+
+
+def test_a_deleted_test_takes_its_uploads_with_it(store: Store, clock: ManualClock) -> None:
+    """Purging a test removes its uploads, totals, bindings and dropped marks with it."""
+    engine = make(store, clock)
+    test_id = running(engine)
+    engine.upload(test_id, "agent-1", "trails", [TRAIL])
+    store.bind_job(test_id, "agent-1", "p")
+    store.mark_dropped("agent-1", (test_id,))
+    engine.claim(test_id, "agent-1", Status.DONE)
+    engine.delete(test_id)
+    engine.finish_deletion(test_id)
+    assert store.read_uploads(test_id, "trails", 0, 10) == []
+    assert store.upload_usage(test_id) == {}
+    assert store.job_binding(test_id, "agent-1") is None
+    assert store.dropped_jobs("agent-1") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"after": -1}, "after"), ({"limit": 0}, "limit"), ({"limit": 10**6}, "limit")],
+)
+def test_reads_refuse_bad_cursors(engine: Engine, kwargs: dict[str, int], field: str) -> None:
+    test_id = running(engine)
+    with pytest.raises(InvalidArgument) as caught:
+        engine.uploads(test_id, "trails", **kwargs)
+    assert caught.value.field == field
+    with pytest.raises(InvalidArgument):
+        engine.uploads(test_id, "logs")
+
+
+def test_items_must_be_json(engine: Engine) -> None:
+    test_id = running(engine)
+    with pytest.raises(InvalidArgument):
+        engine.upload(test_id, "agent-1", "trails", [{"x": float("nan")}])
