@@ -44,7 +44,8 @@ DEFAULT_VENV = Path.home() / ".cache" / "loadtest-core" / "ulta-venv"
 # yandextank 2.0.12 imports pkg_resources (gone from setuptools 81) and its BFG
 # results reader calls a pandas 1.x signature (str.rsplit(pat, n, ...)).
 CONSTRAINTS = ["setuptools<81", "pandas<2"]
-TERMINAL = {"DONE", "FAILED", "STOPPED", "AUTOSTOPPED", "CANCELLED", "LOST"}
+TERMINAL = {"DONE", "FAILED", "STOPPED", "AUTOSTOPPED", "CANCELLED"}
+"""Where a run ends; LOST ends it only once the agent process is gone (it may come back)."""
 PLAIN_PLUGIN = '''"""Agent transport for a plaintext server: ulta.yc's factory, plain channels."""
 import grpc
 from ulta.yc.factory import ChannelFactory, YCFactory, _TrackersInterceptor
@@ -112,9 +113,15 @@ def install(venv: Path, src: Path | None, python: str) -> float:
 # --- what the agent shoots at -------------------------------------------------------
 
 
-def example_config(target: str, ammo: Path, seconds: int, rps: int) -> dict[str, Any]:
-    """A yandextank config for the pure-Python BFG generator: GET / at ``rps`` for ``seconds``."""
-    return {
+def example_config(
+    target: str, ammo: Path, seconds: int, rps: int, autostop: bool = False
+) -> dict[str, Any]:
+    """A yandextank config for the pure-Python BFG generator: GET / at ``rps`` for ``seconds``.
+
+    ``autostop`` adds an autostop criterion on 4xx answers (the ammo then also
+    asks for ``/missing``, which the ``--target`` server answers 404).
+    """
+    config: dict[str, Any] = {
         "bfg": {
             "enabled": True,
             "package": "yandextank.plugins.Bfg",
@@ -130,11 +137,18 @@ def example_config(target: str, ammo: Path, seconds: int, rps: int) -> dict[str,
         "telegraf": {"enabled": False, "package": "yandextank.plugins.Telegraf"},
         "console": {"enabled": False, "package": "yandextank.plugins.Console"},
     }
+    if autostop:
+        config["autostop"] = {
+            "enabled": True,
+            "package": "yandextank.plugins.Autostop",
+            "autostop": ["http(4xx,25%,3s)"],
+        }
+    return config
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        self.send_response(200)
+        self.send_response(404 if self.path.startswith("/missing") else 200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
@@ -162,8 +176,10 @@ def http_target(address: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def local_serve(work: Path, lost_after: float) -> Iterator[dict[str, str]]:
-    """``loadtest-core serve`` over TLS on 127.0.0.1 with a fresh certificate."""
+def local_serve(
+    work: Path, lost_after: float, extra: tuple[str, ...] = ()
+) -> Iterator[dict[str, str]]:
+    """``loadtest-core serve`` over TLS on 127.0.0.1 with a fresh certificate, plus ``extra``."""
     cert, key = work / "serve-cert.pem", work / "serve-key.pem"
     subprocess.run(
         [
@@ -202,6 +218,7 @@ def local_serve(work: Path, lost_after: float) -> Iterator[dict[str, str]]:
             str(cert),
             "--tls-key",
             str(key),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=rpc_log,
@@ -293,6 +310,18 @@ class User:
         op.metadata.Unpack(meta)
         return str(meta.test_id)
 
+    def imbalance(self, test_id: str) -> dict[str, Any] | None:
+        from google.protobuf import json_format
+        from yandex.cloud.loadtesting.api.v1 import test_service_pb2
+
+        test = self.tests.Get(
+            test_service_pb2.GetTestRequest(test_id=test_id), metadata=self.md, timeout=30
+        )
+        if not test.summary.HasField("imbalance_point"):
+            return None
+        point: dict[str, Any] = json_format.MessageToDict(test.summary.imbalance_point)
+        return point
+
     def status(self, test_id: str) -> tuple[str, str]:
         from yandex.cloud.loadtesting.api.v1 import test_service_pb2
         from yandex.cloud.loadtesting.api.v1.test import status_pb2
@@ -301,6 +330,26 @@ class User:
             test_service_pb2.GetTestRequest(test_id=test_id), metadata=self.md, timeout=30
         )
         return status_pb2.Status.Name(test.summary.status), test.summary.error
+
+    def uploads(self, test_id: str) -> dict[str, int]:
+        """Items stored per upload kind (``loadtest_core.v1.UploadService``), or {} without it."""
+        import grpc
+
+        from loadtest_core.grpc import ListUploadsRequest, UploadServiceStub
+
+        stub = UploadServiceStub(self.channel)
+        out: dict[str, int] = {}
+        for kind in ("trails", "metrics", "events"):
+            try:
+                reply = stub.List(
+                    ListUploadsRequest(test_id=test_id, kind=kind, page_size=1),
+                    metadata=self.md,
+                    timeout=30,
+                )
+            except grpc.RpcError:
+                return {}
+            out[kind] = int(reply.stored_items)
+        return out
 
     def stop(self, test_id: str) -> None:
         from yandex.cloud.loadtesting.api.v1 import test_service_pb2
@@ -411,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(http_target(args.target))
         if args.serve:
-            server = stack.enter_context(local_serve(work, args.lost_after))
+            extra = ("--ready-heartbeats-keep-jobs",) if args.ready_keeps_jobs else ()
+            server = stack.enter_context(local_serve(work, args.lost_after, extra))
             summary["serve_rpc_log"] = str(work / "serve-rpc.log")
         else:
             if not (args.grpc and args.user_token and args.agent_token):
@@ -471,13 +521,15 @@ def run(args: argparse.Namespace) -> int:
             if status == "RUNNING" and running_since is None:
                 running_since = time.monotonic()
             due = running_since is not None and args.stop_after is not None
-            if due and not stopped and time.monotonic() - running_since >= args.stop_after:
+            ran = 0.0 if running_since is None else time.monotonic() - running_since
+            if due and not stopped and ran >= args.stop_after:
                 user.stop(test_id)
                 stopped = True
-            if status in TERMINAL:
+            if status in TERMINAL or (status == "LOST" and proc.poll() is not None):
                 summary["error_text"] = error
                 break
             if args.mode == "run" and proc.poll() is not None and status == last:
+                summary["agent_exit_code_seen"] = proc.returncode
                 time.sleep(2)  # a last status may still be on its way
                 status, error = user.status(test_id)
                 summary["statuses"].append([round(time.monotonic() - started, 1), status])
@@ -485,13 +537,16 @@ def run(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.5)
         summary["final_status"] = last
+        if test_id:
+            summary["uploads"] = user.uploads(test_id)
+            summary["imbalance_point"] = user.imbalance(test_id)
         summary["agent_exit_code"] = stop_agent(proc)
         summary["agent_log"] = str(agent_log)
     summary["agent_errors"] = agent_errors(agent_log)
     if args.serve:
         summary["rpc_counts"] = rpc_counts(work / "serve-rpc.log")
     print(json.dumps(summary, indent=2))
-    return 0 if summary.get("final_status") in TERMINAL else 1
+    return 0 if summary.get("final_status") in TERMINAL | {"LOST"} else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -508,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--target", default="127.0.0.1:18081")
     ex.add_argument("--seconds", type=int, default=30)
     ex.add_argument("--rps", type=int, default=5)
+    ex.add_argument("--autostop", action="store_true", help="an autostop on 4xx, half of them 404")
     r = sub.add_parser("run", help="run the agent against serve and report the test's outcome")
     r.add_argument("--serve", action="store_true", help="start a local TLS serve for this run")
     r.add_argument("--grpc", help="serve's address as the agent dials it (e.g. localhost:50051)")
@@ -522,6 +578,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--target", help="also serve HTTP 200s on HOST:PORT for the generator")
     r.add_argument("--stop-after", type=float, help="Stop the test this long after RUNNING")
     r.add_argument("--lost-after", type=float, default=30.0, help="for --serve")
+    r.add_argument(
+        "--ready-keeps-jobs",
+        action="store_true",
+        help="for --serve: serve --ready-heartbeats-keep-jobs",
+    )
     r.add_argument("--timeout", type=float, default=300.0)
     r.add_argument("--start-timeout", type=float, default=120.0)
     r.add_argument("--workdir", help="where the agent's files and logs go (default: a temp dir)")
@@ -534,8 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "example-config":
         out = Path(args.out).resolve()
         ammo = out.with_suffix(".ammo")
-        ammo.write_text("/\n")
-        config = example_config(args.target, ammo, args.seconds, args.rps)
+        ammo.write_text("/\n/missing\n" if args.autostop else "/\n")
+        config = example_config(args.target, ammo, args.seconds, args.rps, args.autostop)
         out.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
         print(json.dumps({"config": str(out), "ammo": str(ammo)}))
         return 0
