@@ -561,14 +561,23 @@ class AgentService(_Base):
         if not agent:
             raise InvalidArgument("agent_instance_id: required", field="agent_instance_id")
         self.engine.check_agent(agent, call.principal)
-        events = [(event.metadata.get("test_id", ""), _data(event)) for event in request.events]
+        events = [
+            (event.metadata.get("test_id", ""), _data(event, f"events[{i}]"))
+            for i, event in enumerate(request.events)
+        ]
         self.engine.report_events(agent, events)
         return agent_service_pb2.ReportEventLogsResponse()
 
 
-def _data(message: Any) -> dict[str, Any]:
-    """An uploaded message as stored: proto3 JSON with the proto's field names."""
-    data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+def _data(message: Any, field: str) -> dict[str, Any]:
+    """An uploaded message as stored: proto3 JSON with the proto's field names.
+
+    A value proto3 JSON cannot write (a timestamp outside 0001-9999) is invalid input.
+    """
+    try:
+        data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    except (json_format.Error, ValueError) as exc:
+        raise InvalidArgument(f"{field}: {exc}", field=field) from None
     return data
 
 
@@ -682,7 +691,7 @@ class TrailService(_Base):
     def Create(self, request: Any, call: Call) -> Any:
         named = request.agent_instance_id or request.compute_instance_id
         agent = _agent_for(self.engine, request.job_id, call, named)
-        items = [_data(trail) for trail in request.data]
+        items = [_data(trail, f"data[{i}]") for i, trail in enumerate(request.data)]
         seq = self.engine.upload(request.job_id, agent, "trails", items)
         return trail_service_pb2.CreateTrailResponse(trail_id=str(seq) if seq else "", code=0)
 
@@ -694,7 +703,7 @@ class MonitoringService(_Base):
     def AddMetric(self, request: Any, call: Call) -> Any:
         named = request.agent_instance_id or request.compute_instance_id
         agent = _agent_for(self.engine, request.job_id, call, named)
-        items = [_data(chunk) for chunk in request.chunks]
+        items = [_data(chunk, f"chunks[{i}]") for i, chunk in enumerate(request.chunks)]
         seq = self.engine.upload(request.job_id, agent, "metrics", items)
         return monitoring_service_pb2.AddMetricResponse(
             metric_trail_id=str(seq) if seq else "", code=0

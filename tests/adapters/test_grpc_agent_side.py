@@ -290,3 +290,16 @@ def test_upload_reads_are_for_users(api: Grpc) -> None:
         code_of(lambda: uploads.List(request, metadata=AGENT)) is grpc.StatusCode.PERMISSION_DENIED
     )
     assert api.engine.get(job).summary.status is Status.CREATED  # type: ignore[union-attr]
+
+
+def test_an_event_time_proto3_json_cannot_write_is_invalid(api: Grpc) -> None:
+    """A timestamp before year 1: INVALID_ARGUMENT naming the event, nothing stored."""
+    held_job(api)
+    event = agent_service_pb2.EventLog(message="x")
+    event.timestamp.seconds = -62135596801
+    request = agent_service_pb2.ReportEventLogsRequest(agent_instance_id="agent-1", events=[event])
+    with pytest.raises(grpc.RpcError) as caught:
+        api.agents.ReportEventLogs(request, metadata=AGENT)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "events[0]" in (caught.value.details() or "")
+    assert api.engine.agent_events("agent-1") == []
