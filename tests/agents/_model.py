@@ -82,7 +82,14 @@ RETRIED = {
 }
 # Answers to a job call that make the agent abandon the job it holds.
 ABANDON = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND}
-JOB_CALLS = {"GetSignal", "JobClaimStatus", "TestUpdate", "TrailCreate", "AddMetric"}
+JOB_CALLS = {
+    "GetSignal",
+    "JobClaimStatus",
+    "TestUpdate",
+    "TrailCreate",
+    "AddMetric",
+    "ReportEventLogs",
+}
 GENERATOR_CONFIG = """\
 pandora:
   enabled: true

@@ -89,6 +89,7 @@ def test_a_config_deleted_after_create_still_reaches_the_agent(
     assert agent.job_configs[job] == yaml.safe_load(GENERATOR_CONFIG)
     assert agent.run_job(job, Plan(shoot=5)) == "FINISHED"
     assert world.status(test_id) is Status.DONE
+    assert agent.abandoning_answers() == []
 
 
 @pytest.mark.parametrize(
@@ -281,6 +282,7 @@ def test_an_anonymous_job_is_bound_to_the_token_that_took_it(world: World) -> No
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert agent.run_job(test_id, Plan(shoot=5)) == "FINISHED"
     assert world.status(test_id) is Status.DONE
+    assert agent.abandoning_answers() == []
 
 
 def test_with_one_shared_token_any_agent_can_act_for_another(world: World, tmp_path: Path) -> None:
