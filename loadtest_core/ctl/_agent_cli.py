@@ -1,4 +1,8 @@
-"""``loadtest-core agent list|get`` over the Yandex ``api.v1.AgentService``."""
+"""``loadtest-core agent list|get|events`` over the Yandex ``api.v1.AgentService``.
+
+``events`` reads an agent's own event logs (those that named no test it held)
+through serve's ``loadtest_core.v1.UploadService`` (docs/grpc.md).
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ from loadtest_core.ctl._common import (
     run_command,
     table,
 )
+from loadtest_core.ctl._uploads import add_upload_options, print_uploads
 
 DESCRIPTION = "List or show the agents registered with a running loadtest-core serve."
-USAGE = "{list,get} [options]"
+USAGE = "{list,get,events} [options]"
 PROG = "loadtest-core agent"
 
 
@@ -30,7 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     get = add_common(sub, "get", "show one agent", "AGENT_ID")
     get.add_argument("agent_id", metavar="AGENT_ID")
-    for child in (ls, get):
+    events = add_common(
+        sub, "events", "print an agent's event logs that named no test it held", "AGENT_ID"
+    )
+    events.add_argument("agent_id", metavar="AGENT_ID")
+    add_upload_options(events, kinds=False)
+    for child in (ls, get, events):
         child.set_defaults(handler=run)
 
 
@@ -89,4 +99,8 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-_ACTIONS = {"list": _list, "get": _get}
+def _events(args: argparse.Namespace) -> int:
+    return print_uploads(args, f"{PROG} events", agent_id=args.agent_id, kind="events")
+
+
+_ACTIONS = {"list": _list, "get": _get, "events": _events}

@@ -1,7 +1,9 @@
-"""``loadtest-core test list|get|stop|wait|delete`` over the Yandex ``TestService``.
+"""``loadtest-core test list|get|stop|wait|delete|uploads`` over the Yandex ``TestService``.
 
 ``wait`` (and ``stop`` without ``--async``) exit with a code saying how the
 test ended, so scripts can branch on it: see ``EXIT`` and docs/operating.md.
+``uploads`` reads what the test's agent uploaded through serve's own
+``loadtest_core.v1.UploadService`` (docs/grpc.md).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from loadtest_core.ctl._common import (
     spinner,
     table,
 )
+from loadtest_core.ctl._uploads import add_upload_options, print_uploads
 
 DESCRIPTION = (
     "See and drive the tests of a running loadtest-core serve, as 'yc loadtesting test' does."
 )
-USAGE = "{list,get,stop,wait,delete} [options]"
+USAGE = "{list,get,stop,wait,delete,uploads} [options]"
 PROG = "loadtest-core test"
 
 EXIT = {
@@ -89,7 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     delete = add_common(sub, "delete", "delete a finished (or CREATED or LOST) test", "TEST_ID")
     delete.add_argument("test_id", metavar="TEST_ID")
-    for child in (ls, get, stop, wait, delete):
+    uploads = add_common(
+        sub, "uploads", "print what the test's agent uploaded, one JSON line an item", "TEST_ID"
+    )
+    uploads.add_argument("test_id", metavar="TEST_ID")
+    add_upload_options(uploads, kinds=True)
+    for child in (ls, get, stop, wait, delete, uploads):
         child.set_defaults(handler=run)
 
 
@@ -322,4 +330,15 @@ def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-_ACTIONS = {"list": _list, "get": _get, "stop": _stop, "wait": _wait, "delete": _delete}
+def _uploads(args: argparse.Namespace) -> int:
+    return print_uploads(args, f"{PROG} uploads", test_id=args.test_id, kind=args.kind)
+
+
+_ACTIONS = {
+    "list": _list,
+    "get": _get,
+    "stop": _stop,
+    "wait": _wait,
+    "delete": _delete,
+    "uploads": _uploads,
+}

@@ -1,9 +1,9 @@
-"""``loadtest-core config ...``: the wire calls it makes, and what it says before serve has configs.
+"""``loadtest-core config ...``: the wire calls it makes, and a round trip against serve.
 
-serve does not implement ``ConfigService`` yet (issue #13), so the round trip
-runs against a minimal in-test servicer of the generated ``ConfigService``
-on a real loopback gRPC server: it checks the requests the CLI sends and how
-it prints the replies, not the service.
+The first tests run against a minimal in-test servicer of the generated
+``ConfigService`` on a real loopback gRPC server: they check the requests the
+CLI sends and how it prints the replies. The last ones run against a real
+``serve`` process, whose ``ConfigService`` validates and stores the configs.
 """
 
 from __future__ import annotations
@@ -137,13 +137,29 @@ def test_unreadable_files_are_usage_errors(
     assert configs.tokens == []
 
 
-def test_serve_without_configs_says_so(
-    world: World, cli: Any, capsys: pytest.CaptureFixture[str]
+def test_a_round_trip_against_serve(
+    world: World, cli: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Against a serve that has no ConfigService, each command exits 1 saying it is not offered."""
-    assert cli("config", "list") == 1
-    err = capsys.readouterr().err.strip()
-    assert err == (
-        f"loadtest-core config list: error: {world.served.grpc} does not offer "
-        "ConfigService.List (UNIMPLEMENTED)"
+    """serve stores the config, lists and shows it, refuses bad YAML by line, deletes it."""
+    source = tmp_path / "bfg.yaml"
+    source.write_text("bfg:\n  enabled: true\nconsole: {enabled: false}\n")
+    assert cli("config", "create", str(source)) == 0
+    config_id = capsys.readouterr().out.strip()
+    assert cli("config", "get", config_id) == 0
+    out = capsys.readouterr().out
+    assert (
+        "name:" in out
+        and "bfg" in out
+        and out.endswith("---\nbfg:\n  enabled: true\nconsole: {enabled: false}\n")
     )
+    assert cli("config", "list", "--limit", "0", "--format", "json") == 0
+    assert config_id in [c["id"] for c in json.loads(capsys.readouterr().out)]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bfg: {}\nconsole: off\n")
+    assert cli("config", "create", str(bad)) == 1
+    err = capsys.readouterr().err
+    assert "INVALID_ARGUMENT" in err and "line 2" in err
+    assert cli("config", "delete", config_id) == 0
+    assert capsys.readouterr().out.strip() == f"deleted {config_id}"
+    assert cli("config", "get", config_id) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
