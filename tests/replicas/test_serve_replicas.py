@@ -44,6 +44,7 @@ from yandex.cloud.loadtesting.api.v1.test import (
     agent_selector_pb2,
     details_pb2,
     single_agent_configuration_pb2,
+    status_pb2,
 )
 
 from loadtest_core import Engine, SqliteStore, Status, check_operation, check_state
@@ -209,8 +210,19 @@ def agent_life(cluster: Cluster, acked: Acked, index: int, stop_event: threading
                 assert exc.code() is grpc.StatusCode.NOT_FOUND, exc
                 time.sleep(0.2)
                 continue
-            for stage in (JS.INITIATED, JS.PREPARING, JS.RUNNING):
-                cluster.call(jobs, "ClaimStatus", JS(job_id=job.id, status=stage), AGENT)
+            try:
+                for stage in (JS.INITIATED, JS.PREPARING, JS.RUNNING):
+                    cluster.call(jobs, "ClaimStatus", JS(job_id=job.id, status=stage), AGENT)
+            except grpc.RpcError as exc:  # cancelled by a user between the hand-out and the claim
+                assert exc.code() is grpc.StatusCode.FAILED_PRECONDITION, exc
+                got = cluster.call(
+                    test_service_pb2_grpc.TestServiceStub,
+                    "Get",
+                    test_service_pb2.GetTestRequest(test_id=job.id),
+                    USER,
+                )
+                assert got.summary.status == status_pb2.CANCELLED, got
+                continue
             final = JS.FINISHED
             until = time.monotonic() + LOST_AFTER + 1.5  # longer than lost_after: polls keep it
             while time.monotonic() < until:
