@@ -8,6 +8,8 @@ imports them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from loadtest_core._auth import Role, TokenAuth
 from loadtest_core._clock import Clock, ManualClock, SystemClock
 from loadtest_core._configs import ConfigRecord
@@ -76,7 +78,20 @@ from loadtest_core._store import Commit, MemoryStore, Store, VersionConflict
 from loadtest_core._table import Kind, SignalKind, Trigger
 from loadtest_core._uploads import Upload
 
+if TYPE_CHECKING:
+    from loadtest_core._postgres import PostgresStore
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``PostgresStore`` is imported on first use: psycopg is the optional ``postgres`` extra."""
+    if name == "PostgresStore":
+        from loadtest_core._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVE",
@@ -120,6 +135,7 @@ __all__ = [
     "Outcome",
     "PermissionDenied",
     "Policies",
+    "PostgresStore",
     "Purge",
     "Rejected",
     "Role",

@@ -1,6 +1,12 @@
 """Rows of the SQL stores: how a test, an operation and a log record become columns and back.
 
 Shared by the SQLite and PostgreSQL stores so both keep byte-identical rows.
+
+Two things here exist only for speed and change no result: JSON is written
+by encoders built once (``json.dumps`` with options builds one per call), and
+the parsed spec of every test this process inserted is kept by its JSON text
+(a bounded map), so reading such a test back does not parse its spec again.
+Specs are immutable; a miss parses the text on first use, as before.
 """
 
 from __future__ import annotations
@@ -71,6 +77,18 @@ UPDATE_SET = ", ".join(f"{c}={{p}}" for c in UPDATE_COLUMNS)
 """Every mutable column; ``{p}`` is the driver's placeholder."""
 _STAMP = UPDATE_COLUMNS.index("stamp")
 
+_ENCODE_SORTED = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_SPECS: dict[str, Any] = {}
+"""Spec JSON text -> the spec it was written from (see the module docstring)."""
+_SPECS_MAX = 4096
+
+_VALUE = {s: s.value for s in Status}
+_NAME = {s: s.name for s in Status}
+_KIND_VALUE = {k: k.value for k in Kind}
+_KIND = {k.value: k for k in Kind}
+"""Enum attributes as dict lookups: ``Enum.value`` is a descriptor call, twice per row."""
+
 ACTIVE_VALUES = ",".join(str(s.value) for s in sorted(ACTIVE, key=lambda s: s.value))
 
 
@@ -78,6 +96,11 @@ def insert_row(s: TestState) -> tuple[Any, ...]:
     imb = s.imbalance or (None, None, None)
     spec = s.spec
     kind, value = ("none", "") if spec is None else spec.selector_key()
+    text = s.spec_json
+    if text is not None and text not in _SPECS:
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()
+        _SPECS[text] = spec
     return (
         s.id,
         s.phase.name,
@@ -92,13 +115,13 @@ def insert_row(s: TestState) -> tuple[Any, ...]:
         imb[2],
         s.assigned_agent_id,
         s.rank,
-        s.spec_json,
+        text,
         s.stamp,
         s.holder,
         s.contact_at,
         s.entered_at,
         s.due_at,
-        s.phase.status.value,
+        _VALUE[s.phase.status],
         kind,
         value,
     )
@@ -110,7 +133,7 @@ def update_row(s: TestState) -> tuple[Any, ...]:
     phase = s.phase
     return (
         phase.name,
-        phase.status.value,
+        _VALUE[phase.status],
         s.version,
         s.started_at,
         s.finished_at,
@@ -179,13 +202,13 @@ def state_from(row: tuple[Any, ...] | Any) -> TestState:
     ) = row
     s.phase = PHASES[phase]
     s.imbalance = None if imb_at is None else (imb_at, imb_rps, imb_comment)
-    s._spec = None
+    s._spec = None if spec is None else _SPECS.get(spec)
     s._spec_json = spec
     return s
 
 
 def op_body(op: StopOperation) -> str:
-    return json.dumps(
+    return _ENCODE(
         {
             "created_at": op.created_at,
             "created_by": op.created_by,
@@ -193,8 +216,7 @@ def op_body(op: StopOperation) -> str:
             "error": None if op.error is None else list(op.error),
             "response": op.response,
             "description": op.description,
-        },
-        separators=(",", ":"),
+        }
     )
 
 
@@ -221,10 +243,10 @@ def record_row(r: LogRecord) -> tuple[Any, ...]:
         r.at,
         r.actor,
         r.event,
-        json.dumps(r.payload, separators=(",", ":"), sort_keys=True),
-        None if r.from_status is None else r.from_status.name,
-        None if r.to_status is None else r.to_status.name,
-        r.outcome.value,
+        _ENCODE_SORTED(r.payload),
+        None if r.from_status is None else _NAME[r.from_status],
+        None if r.to_status is None else _NAME[r.to_status],
+        _KIND_VALUE[r.outcome],
         r.reason,
         r.version,
     )
@@ -241,7 +263,7 @@ def record_from(row: tuple[Any, ...] | Any) -> LogRecord:
         json.loads(payload),
         None if fs is None else Status[fs],
         None if ts is None else Status[ts],
-        Kind(outcome),
+        _KIND[outcome],
         reason,
         version,
     )

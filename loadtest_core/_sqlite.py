@@ -457,8 +457,9 @@ class SqliteStore:
                 db.execute(_INSERT, insert_row(new))
                 spec = new.spec
                 if spec is not None:
-                    db.executemany(
-                        "INSERT INTO test_tags (key, value, created_at, test_id) VALUES (?,?,?,?)",
+                    db.executemany(  # a spec may name one tag twice: index it once
+                        "INSERT OR IGNORE INTO test_tags (key, value, created_at, test_id) "
+                        "VALUES (?,?,?,?)",
                         [(k, v, new.created_at, test_id) for k, v in spec.tag_pairs()],
                     )
             elif change.remove:
@@ -496,7 +497,10 @@ class SqliteStore:
 
     @staticmethod
     def _insert_records(db: sqlite3.Connection, records: tuple[LogRecord, ...]) -> None:
-        db.executemany(_INSERT_EVENT, [record_row(r) for r in records])
+        if len(records) == 1:  # the usual case: execute is cheaper than executemany
+            db.execute(_INSERT_EVENT, record_row(records[0]))
+        else:
+            db.executemany(_INSERT_EVENT, [record_row(r) for r in records])
 
     def append_log(self, records: tuple[LogRecord, ...]) -> None:
         self._write(lambda db: self._insert_records(db, records))

@@ -333,6 +333,8 @@ class MemoryStore:
             new = change.test
             if new is not None and new.stamp != change.expected_stamp + 1:
                 raise StoreError(f"test {test_id}: a write must advance the stamp by one")
+            if change.expected_stamp == 0 and new is None:
+                raise StoreError(f"test {test_id}: nothing to insert")
             if change.remove:
                 if current is None:
                     raise StoreError(f"test {test_id}: cannot remove a test that does not exist")

@@ -12,6 +12,7 @@ ENV_USER = "LOADTEST_CORE_USER_TOKENS"
 ENV_AGENT = "LOADTEST_CORE_AGENT_TOKENS"
 ENV_TLS_CERT = "LOADTEST_CORE_TLS_CERT"
 ENV_TLS_KEY = "LOADTEST_CORE_TLS_KEY"
+ENV_DB = "LOADTEST_CORE_DB"
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -96,8 +97,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-http", action="store_true", help="do not serve HTTP")
     p.add_argument(
         "--db",
-        default="./loadtest-core.db",
-        help="SQLite file (default ./loadtest-core.db); ':memory:' keeps nothing",
+        default=None,
+        help=(
+            "the store: a SQLite file (default ./loadtest-core.db), a postgresql:// DSN "
+            f"(needs the postgres extra), or ':memory:' to keep nothing; also ${ENV_DB}"
+        ),
     )
     p.add_argument(
         "--user-token",
@@ -249,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     options = Options(
         grpc=args.grpc,
         http=http,
-        db=args.db,
+        db=args.db or os.environ.get(ENV_DB) or "./loadtest-core.db",
         user_tokens=users,
         agent_tokens=agents,
         insecure=args.insecure_no_auth,

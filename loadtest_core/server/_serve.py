@@ -3,7 +3,9 @@
 The gRPC server is the asyncio one: its throughput matches ``grpc.server``
 with a thread pool on the loopback benchmark, with fewer and smaller latency
 spikes (docs/performance.md). Calls run inline on the event loop over a
-MemoryStore and on the loop's worker threads over SQLite, whose commits block.
+MemoryStore and on the loop's worker threads over SQLite or PostgreSQL, whose
+calls block. ``--db`` picks the store: ``:memory:``, a ``postgresql://`` (or
+``postgres://``) DSN, or else a SQLite file; psycopg is imported only for a DSN.
 
 Both ports are bound before either is announced, and never shared
 (``grpc.so_reuseport`` off): a port in use ends ``serve`` with one line and
@@ -23,6 +25,7 @@ import signal
 import socket
 import sys
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,10 +195,15 @@ async def _set_health(checker: Any, names: list[str], serving: bool) -> None:
         await checker.set(name, status)
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def open_store(db: str) -> Store:
     """The store ``--db`` names; ``StoreUnavailable`` says in one line why it cannot be used."""
     if db == ":memory:":
         return MemoryStore()
+    if db.startswith(POSTGRES_SCHEMES):
+        return _open_postgres(db)
     path = Path(db)
     parent = path.parent
     if path.is_dir():
@@ -213,6 +221,39 @@ def open_store(db: str) -> Store:
         reason = str(exc).rsplit(": ", 1)[-1]
         raise StoreUnavailable(f"--db {db}: cannot use it as a database ({reason})") from None
     return store
+
+
+def _open_postgres(dsn: str) -> Store:
+    try:
+        from loadtest_core._postgres import PostgresStore
+    except ImportError as exc:
+        raise StoreUnavailable(
+            "a postgresql:// --db needs the postgres extra: "
+            f"pip install 'loadtest-core[postgres]' ({exc})"
+        ) from None
+    try:
+        return PostgresStore(dsn)
+    except StoreError as exc:
+        raise StoreUnavailable(
+            f"--db {db_shown(dsn)}: cannot open the PostgreSQL store ({exc.message})"
+        ) from None
+
+
+def db_shown(db: str) -> str:
+    """``--db`` as it may be printed: a DSN without its password."""
+    if not db.startswith(POSTGRES_SCHEMES):
+        return db
+    parts = urllib.parse.urlsplit(db)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = urllib.parse.urlencode(
+        [
+            (k, "***" if k == "password" else v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ]
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _http_server(app: Any, sock: socket.socket, limits: Any, tls: TlsFiles | None) -> Any:
@@ -338,7 +379,7 @@ async def _serve(
         app = web_app(engine, auth, observer, handler.write_line, max_body=edge.max_body)
         http = _http_server(app, http_sock, edge, options.tls)
     tls = options.tls is not None
-    _emit("grpc_listening", address=_shown(host, bound), db=options.db, tls=tls)
+    _emit("grpc_listening", address=_shown(host, bound), db=db_shown(options.db), tls=tls)
     where = f"gRPC{' (TLS)' if tls else ''} on {describe(host, bound)}"
     if http is not None:
         http_port = http_sock.getsockname()[1] if http_sock is not None else 0
@@ -350,7 +391,7 @@ async def _serve(
     ticker = Ticker(engine, options.lost_after / 4)
     ticker.start()
     _say(
-        f"loadtest-core {__version__} serving {where}; data in {options.db}. "
+        f"loadtest-core {__version__} serving {where}; data in {db_shown(options.db)}. "
         f"Stop with Ctrl-C or: kill {os.getpid()}"
     )
     while not done.is_set():

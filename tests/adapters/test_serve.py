@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,14 @@ from yandex.cloud.loadtesting.api.v1.test import (
 from yandex.cloud.operation import operation_service_pb2, operation_service_pb2_grpc
 
 from loadtest_core.cli import main
+from loadtest_core.server._serve import db_shown
+from tests.stores._backings import pg_admin, require_pg
 
 MD = (("authorization", "Bearer u1"),)
 
 
 def start(
-    db: Path, stderr: Any = subprocess.DEVNULL
+    db: Path | str, stderr: Any = subprocess.DEVNULL
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
         [
@@ -73,9 +77,22 @@ def stop(proc: subprocess.Popen[str]) -> None:
     assert proc.wait(20) == 0
 
 
-def test_restart_keeps_tests_and_operations(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A --db value: a SQLite file, or a postgresql:// DSN whose search_path is a fresh schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "serve.db")
+        return
+    schema = f"lt_{uuid.uuid4().hex[:16]}"
+    pg_admin(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{require_pg()}?options=-csearch_path%3D{schema}"
+    finally:
+        pg_admin(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_restart_keeps_tests_and_operations(db: str) -> None:
     """After SIGTERM and a restart on the same --db, every test and operation is still there."""
-    db = tmp_path / "serve.db"
     proc, addr = start(db)
     try:
         with grpc.insecure_channel(addr["grpc"]) as channel:
@@ -173,3 +190,68 @@ def test_batched_handler_writes_rpc_lines_and_records_in_order_on_drain(tmp_path
         finally:
             logger.removeHandler(handler)
             handler.close()
+
+
+def _without_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("LOADTEST_CORE_") and name != "LOADTEST_CORE_TEST_PG":
+            monkeypatch.delenv(name)
+
+
+def test_a_database_that_does_not_answer_is_one_line_and_exit_2(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A postgresql:// --db nobody answers ends serve with exit 2 and one line saying why."""
+    _without_env(monkeypatch)
+    dsn = "postgresql://postgres:hunter2@127.0.0.1:1/test"
+    assert main(["serve", "--insecure-no-auth", "--db", dsn]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hunter2" not in err
+    assert err.startswith("loadtest-core serve: --db postgresql://postgres:***@127.0.0.1:1/test: ")
+    assert "cannot open the PostgreSQL store" in err and "refused" in err
+
+
+def test_the_db_can_come_from_the_environment(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """LOADTEST_CORE_DB names the store when --db is not given; --db wins over it."""
+    _without_env(monkeypatch)
+    monkeypatch.setenv("LOADTEST_CORE_DB", "postgresql://postgres@127.0.0.1:1/test")
+    assert main(["serve", "--insecure-no-auth"]) == 2
+    assert "PostgreSQL" in capsys.readouterr().err
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    code = main(["serve", "--insecure-no-auth", "--db", str(blocked / "x.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--db {blocked / 'x.db'}" in err and "PostgreSQL" not in err
+
+
+def test_without_the_postgres_extra_a_dsn_says_what_to_install(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without psycopg a postgresql:// --db exits 2 naming the postgres extra."""
+    _without_env(monkeypatch)
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "loadtest_core._postgres", None)
+    assert main(["serve", "--insecure-no-auth", "--db", "postgres://h/db"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'loadtest-core[postgres]'" in err and err.count("\n") == 1
+
+
+def test_sqlite_serving_never_imports_psycopg(tmp_path: Path) -> None:
+    """Opening the default SQLite store loads no PostgreSQL driver."""
+    code = (
+        "import sys; from loadtest_core.server._serve import open_store; "
+        f"open_store({str(tmp_path / 'x.db')!r}).close(); print('psycopg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_dsn_is_printed_without_its_password() -> None:
+    """The listening line shows a DSN with its password masked, in the URL or as a parameter."""
+    assert db_shown("postgresql://u:pw@h:5432/d?password=pw&sslmode=require") == (
+        "postgresql://u:***@h:5432/d?password=%2A%2A%2A&sslmode=require"
+    )
+    assert db_shown("postgresql://u@h/d") == "postgresql://u@h/d"
+    assert db_shown("/var/lib/x.db") == "/var/lib/x.db"

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.stores._backings import require_pg
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,11 +40,17 @@ def test_core_benchmark_compares_the_three_drivers() -> None:
     assert r["dict_loop_events_per_s"] > 0 and r["bytes_per_test"] > 0
 
 
-def test_engine_benchmark_measures_both_stores_and_the_list_page() -> None:
-    """engine.py reports memory and SQLite event rates and the first List page of each."""
-    r = run("engine.py", "--tests", "100", "--repeat", "1")
-    assert r["memory_events_per_s"] > 0 and r["sqlite_events_per_s"] > 0
-    assert set(r["list_first_page"]) == {"memory", "sqlite"}
+def test_engine_benchmark_measures_every_store_its_floor_and_the_list_page() -> None:
+    """engine.py reports each store's event rate beside its floor, the breakdown and List pages."""
+    require_pg()
+    r = run("engine.py", "--tests", "60", "--repeat", "1", "--breakdown")
+    for name in ("memory", "sqlite", "sqlite_floor", "postgres"):
+        assert r[f"{name}_events_per_s"] > 0, name
+    assert r["postgres_floor_4rt_events_per_s"] > 0 and r["postgres_floor_1rt_events_per_s"] > 0
+    assert r["sqlite_ratio_to_floor"] > 0 and r["postgres_ratio_to_floor"] > 0
+    assert set(r["list_first_page"]) == set(r["breakdown"]) == {"memory", "sqlite", "postgres"}
+    for part in r["breakdown"].values():
+        assert part["store_methods"]["commit"]["calls_per_event"] > 1
 
 
 def test_engine_benchmark_times_the_reads_at_each_store_size() -> None:
@@ -53,6 +61,25 @@ def test_engine_benchmark_times_the_reads_at_each_store_size() -> None:
         assert sizes == [200, 400]
         for row in r["scale"][store]:
             assert row["list_no_match_ms"] >= 0 and row["next_job_hit_ms"] >= 0
+
+
+def test_store_commit_benchmark_decomposes_commits_and_reads() -> None:
+    """store_commit.py reports the floor, the store's schema variants, the store, and reads."""
+    require_pg()
+    r = run("store_commit.py", "--tests", "20", "--events", "60", "--repeat", "1")
+    names = {
+        "sqlite_commit_floor",
+        "sqlite_commit_schema_all_columns",
+        "sqlite_commit_schema_no_indexes",
+        "sqlite_commit_schema_changed_columns",
+        "sqlite_commit_store",
+        "sqlite_read_raw",
+        "sqlite_read_store",
+        "postgres_read_connection_execute",
+        "postgres_read_cursor_reused",
+        "postgres_read_store",
+    }
+    assert set(r["cpu_us"]) == names and all(v > 0 for v in r["cpu_us"].values())
 
 
 def test_http_benchmark_serves_every_request() -> None:
@@ -90,7 +117,8 @@ def test_simulation_benchmark_reports_every_comparison() -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["core.py", "engine.py", "grpc_stop.py", "http_stop.py", "simulate.py"]
+    "script",
+    ["core.py", "engine.py", "grpc_stop.py", "http_stop.py", "simulate.py", "store_commit.py"],
 )
 def test_every_benchmark_has_a_json_flag(script: str) -> None:
     """Each benchmark documents --json in its help."""

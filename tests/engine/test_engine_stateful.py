@@ -28,6 +28,7 @@ from loadtest_core import (
     check_step,
 )
 from loadtest_core._lifecycle import Outcome
+from loadtest_core._store import Store
 from tests.engine.conftest import counter_ids, spec
 
 AGENTS = ("agent-1", "agent-2", "agent-3")
@@ -52,7 +53,7 @@ class EngineMachine(RuleBasedStateMachine):
     @initialize(lost_expiry=st.sampled_from([None, 45.0]))
     def setup(self, lost_expiry: float | None) -> None:
         self.clock = ManualClock(1_000.0)
-        self.store = MemoryStore()
+        self.store = self.make_store()
         self.engine = Engine(
             self.store,
             clock=self.clock,
@@ -62,6 +63,10 @@ class EngineMachine(RuleBasedStateMachine):
         self.last_contact: dict[str, float] = {}
         for agent in AGENTS[:2]:
             self.engine.register_agent(agent_id=agent, labels={"pool": "p"})
+
+    def make_store(self) -> Store:
+        """A fresh, empty store for one example (tests/stores runs this machine on every store)."""
+        return MemoryStore()
 
     def _checked(self, test_id: str, call: object) -> None:
         before = self.store.get_test(test_id)

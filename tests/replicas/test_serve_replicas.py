@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +325,27 @@ def sqlite_cluster(tmp_path: Path) -> Iterator[tuple[list[Replica], Callable[[],
             replica.stop()
 
 
+@pytest.fixture
+def postgres_cluster(tmp_path: Path) -> Iterator[tuple[list[Replica], Callable[[], Store]]]:
+    """Three replicas over one PostgreSQL schema (named by the DSN's search_path)."""
+    from loadtest_core import PostgresStore
+    from tests.stores._backings import pg_admin, require_pg
+
+    dsn = require_pg()
+    schema = f"lt_{uuid.uuid4().hex[:16]}"
+    pg_admin(f'CREATE SCHEMA "{schema}"')
+    db = f"{dsn}?options=-csearch_path%3D{schema}"
+    replicas = [Replica(db), Replica(db), Replica(db)]
+    try:
+        for replica in replicas:
+            replica.start()
+        yield replicas, lambda: PostgresStore(dsn, schema=schema)
+    finally:
+        for replica in replicas:
+            replica.stop()
+        pg_admin(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def run_workload(replicas: list[Replica]) -> Acked:
     cluster = Cluster(replicas)
     acked = Acked()
@@ -389,3 +411,19 @@ def test_two_replicas_over_one_sqlite_file(
     finally:
         store.close()
     assert os.path.exists(replicas[0].db)
+
+
+@pytest.mark.slow
+def test_three_replicas_over_one_postgres_database(
+    postgres_cluster: tuple[list[Replica], Callable[[], Store]],
+) -> None:
+    """Three serve processes over one PostgreSQL schema, one SIGKILLed and restarted, act as one."""
+    replicas, open_store = postgres_cluster
+    acked = run_workload(replicas)
+    for replica in replicas:
+        replica.stop()
+    store = open_store()
+    try:
+        replicas_agree(store, acked)
+    finally:
+        store.close()

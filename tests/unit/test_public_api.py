@@ -30,7 +30,7 @@ def test_core_imports_no_adapter_package() -> None:
         "import sys, loadtest_core; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('grpc', 'google', 'yandex', 'yandexcloud', 'starlette', 'fastapi', 'uvicorn', "
-        "'httpx', 'matplotlib', 'yaml') or m.startswith(('loadtest_core.grpc', "
+        "'httpx', 'matplotlib', 'yaml', 'psycopg') or m.startswith(('loadtest_core.grpc', "
         "'loadtest_core.http', 'loadtest_core.server', 'loadtest_core.sim'))]; "
         "print(','.join(sorted(bad)))"
     )

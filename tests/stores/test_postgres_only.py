@@ -1,0 +1,238 @@
+"""What only PostgresStore has: schemas, concurrent migrations, a connection pool, a server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadtest_core import (
+    AgentRecord,
+    Commit,
+    StoreError,
+    StoreUnavailable,
+    TestState,
+    VersionConflict,
+)
+from loadtest_core._store import Store
+from tests.stores._backings import Backing, pg_admin
+from tests.stores._history import apply_all, commits, dump, record
+from tests.stores._spawn import Child, run_together
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[Backing]:
+    b = Backing("postgres", tmp_path)
+    yield b
+    b.close()
+
+
+def test_schemas_isolate_stores(tmp_path: Path) -> None:
+    """Two stores in two schemas of one database share no test, log row, operation or agent."""
+    one, two = Backing("postgres", tmp_path), Backing("postgres", tmp_path)
+    try:
+        a, b = one.open(), two.open()
+        apply_all(a)
+        a.put_agent(AgentRecord("agent-1"))
+        assert dump(b) == ([], [], {}, [], [])
+        apply_all(b)  # the same ids again, in the other schema
+        assert dump(a)[:2] == dump(b)[:2]
+        assert [r.seq for r in b.read_log()] == [1, 2, 3, 4, 5]
+        assert [x.id for x in a.iter_agents()] == ["agent-1"] and list(b.iter_agents()) == []
+        tables = pg_admin(
+            "SELECT table_schema, count(*) FROM information_schema.tables "
+            "WHERE table_schema IN (%s, %s) GROUP BY table_schema ORDER BY 1",
+            tuple(sorted((one.schema, two.schema))),
+        )
+        assert [n for _, n in tables] == [6, 6]
+    finally:
+        one.close()
+        two.close()
+
+
+def test_several_processes_migrate_a_new_schema_at_once(pg: Backing) -> None:
+    """Four processes opening one new schema together migrate it once and all write to it."""
+    children = [Child("migrate", "postgres", pg.schema, {"name": f"m{n}"}) for n in range(4)]
+    results = run_together(children)
+    assert [r["version"] for r in results] == [1] * 4
+    store = pg.open()
+    assert sorted(s.id for s in store.iter_tests()) == sorted(r["test"] for r in results)
+    assert pg_admin(f'SELECT key, value FROM "{pg.schema}".meta') == [("schema_version", "1")]
+
+
+def test_a_newer_schema_is_refused(pg: Backing) -> None:
+    """A schema whose version is newer than the code's migrations is refused with a StoreError."""
+    pg.open()
+    pg_admin(f"UPDATE \"{pg.schema}\".meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 999"):
+        pg.open()
+
+
+def test_reopening_keeps_everything(pg: Backing) -> None:
+    """A second store over the schema reads every row the first wrote, and migrates nothing."""
+    first = pg.open()
+    apply_all(first)
+    first.put_agent(AgentRecord("agent-1", "tank", {"pool": "a"}, 5.5, "f"))
+    before = dump(first)
+    first.close()
+    assert dump(pg.open()) == before
+
+
+def test_bad_arguments_are_refused_before_connecting() -> None:
+    """A schema that is not a plain identifier, or an empty pool, is a ValueError."""
+    from loadtest_core import PostgresStore
+
+    for schema in ("Upper", "a-b", 'x"; drop', "", "9lives"):
+        with pytest.raises(ValueError, match="schema"):
+            PostgresStore("postgresql://127.0.0.1:1/none", schema=schema)
+    with pytest.raises(ValueError, match="pool_size"):
+        PostgresStore("postgresql://127.0.0.1:1/none", pool_size=0)
+
+
+def test_no_server_is_a_store_error_naming_the_cause() -> None:
+    """A DSN nobody answers is a StoreError at once, saying the connection was refused."""
+    from loadtest_core import PostgresStore
+
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=r"cannot connect to PostgreSQL.*refused"):
+        PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2)
+    assert time.monotonic() - started < 5
+    with pytest.raises(StoreError, match="not a PostgreSQL DSN"):
+        PostgresStore("nonsense=1")
+
+
+def test_text_with_a_nul_byte_is_a_store_error_that_writes_nothing(pg: Backing) -> None:
+    """PostgreSQL text cannot hold NUL: such a commit fails as a whole with a StoreError."""
+    store = pg.open()
+    store.commit(commits()[0])
+    before = dump(store)
+    state = store.get_test("a")
+    assert state is not None
+    work = state.copy()
+    work.stamp, work.error = 2, "bad\x00byte"
+    with pytest.raises(StoreError, match="0x00") as info:
+        store.commit(Commit("a", 1, test=work, records=(record("a", 2),)))
+    assert not isinstance(info.value, VersionConflict | StoreUnavailable)
+    with pytest.raises(StoreError, match="0x00"):
+        store.commit(Commit("a", 1, records=(record("a", 2)._replace(reason="\x00"),)))
+    assert dump(store) == before
+
+
+def _end_sessions(store: Store) -> int:
+    """End the server sessions of the store's idle connections (what a server restart does)."""
+    from loadtest_core import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    pids = [cur.connection.info.backend_pid for cur in store._pool._idle]
+    for pid in pids:
+        assert pg_admin("SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    return len(pids)
+
+
+def test_connections_ended_by_the_server_are_replaced(pg: Backing) -> None:
+    """After the server ends the pooled sessions, the next read and commit succeed on new ones."""
+    store = pg.open()
+    store.commit(commits()[0])
+    assert _end_sessions(store) == 1
+    state = store.get_test("a")
+    assert state is not None
+    assert _end_sessions(store) == 1
+    work = state.copy()
+    work.stamp = 2
+    store.commit(Commit("a", 1, test=work, records=(record("a", 2),)))
+    assert [r.version for r in store.read_log()] == [1, 2]
+
+
+def test_the_pool_bounds_connections_and_serves_every_thread(pg: Backing) -> None:
+    """Sixteen threads share a pool of three connections; every call completes."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=3)
+    assert isinstance(store, PostgresStore)
+    apply_all(store)
+    errors: list[BaseException] = []
+    peak = [0]
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                assert store.get_test("a") is not None
+                peak[0] = max(peak[0], store._pool._open)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and 1 <= peak[0] <= 3
+
+
+def test_a_pool_with_no_free_connection_times_out(pg: Backing) -> None:
+    """When every connection stays borrowed, a call waits pool_wait and raises StoreError."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=1, pool_wait=0.3)
+    assert isinstance(store, PostgresStore)
+    held = store._pool.take()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="no PostgreSQL connection free"):
+            store.get_test("a")
+        assert 0.25 <= time.monotonic() - started < 5
+    finally:
+        store._pool.give(held)
+    assert store.get_test("a") is None
+
+
+def test_a_locked_row_times_out_as_a_store_error(pg: Backing) -> None:
+    """A commit waiting on a row another session holds gives up after lock_timeout."""
+    store = pg.open(lock_timeout=0.3)
+    store.commit(commits()[0])
+    child = Child("hold_lock", "postgres", pg.schema, {"id": "a"})
+    try:
+        child.ready()
+        work = store.get_test("a")
+        assert work is not None
+        work = work.copy()
+        work.stamp = 2
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="lock timeout") as info:
+            store.commit(Commit("a", 1, test=work, records=(record("a", 2),)))
+        assert not isinstance(info.value, VersionConflict)
+        assert 0.25 <= time.monotonic() - started < 5
+        other = TestState("b", 2.0)
+        other.stamp = 1
+        store.commit(Commit("b", 0, test=other))  # other rows are not waiting on it
+        child.go()
+        assert child.result()["held"]
+    finally:
+        child.kill()
+    assert [r.test_id for r in store.read_log()] == ["a"]
+    store.commit(Commit("a", 1, test=work, records=(record("a", 2),)))
+
+
+def test_a_server_turned_read_only_is_unavailable_to_probe_and_writes(pg: Backing) -> None:
+    """When the server stops taking writes, probe and commits raise StoreUnavailable."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=1)
+    assert isinstance(store, PostgresStore)
+    store.commit(commits()[0])
+    store.probe()
+    store._pool._idle[0].execute("SET default_transaction_read_only = on")
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        store.probe()
+    state = store.get_test("a")
+    assert state is not None
+    work = state.copy()
+    work.stamp = 2
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        store.commit(Commit("a", 1, test=work, records=(record("a", 2),)))
+    assert len(store.read_log()) == 1
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        PostgresStore(pg.dsn + "?options=-cdefault_transaction_read_only%3Don", schema=pg.schema)
