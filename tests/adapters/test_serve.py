@@ -192,6 +192,9 @@ def test_batched_handler_writes_rpc_lines_and_records_in_order_on_drain(tmp_path
             handler.close()
 
 
+TOKENS = ("--user-token", "u1", "--agent-token", "a1")
+
+
 def _without_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("LOADTEST_CORE_") and name != "LOADTEST_CORE_TEST_PG":
@@ -204,7 +207,7 @@ def test_a_database_that_does_not_answer_is_one_line_and_exit_2(
     """A postgresql:// --db nobody answers ends serve with exit 2 and one line saying why."""
     _without_env(monkeypatch)
     dsn = "postgresql://postgres:hunter2@127.0.0.1:1/test"
-    assert main(["serve", "--insecure-no-auth", "--db", dsn]) == 2
+    assert main(["serve", *TOKENS, "--db", dsn]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hunter2" not in err
     assert err.startswith("loadtest-core serve: --db postgresql://postgres:***@127.0.0.1:1/test: ")
@@ -217,11 +220,11 @@ def test_the_db_can_come_from_the_environment(
     """LOADTEST_CORE_DB names the store when --db is not given; --db wins over it."""
     _without_env(monkeypatch)
     monkeypatch.setenv("LOADTEST_CORE_DB", "postgresql://postgres@127.0.0.1:1/test")
-    assert main(["serve", "--insecure-no-auth"]) == 2
+    assert main(["serve", *TOKENS]) == 2
     assert "PostgreSQL" in capsys.readouterr().err
     blocked = tmp_path / "file"
     blocked.write_text("")
-    code = main(["serve", "--insecure-no-auth", "--db", str(blocked / "x.db")])
+    code = main(["serve", *TOKENS, "--db", str(blocked / "x.db")])
     err = capsys.readouterr().err
     assert code == 2 and f"--db {blocked / 'x.db'}" in err and "PostgreSQL" not in err
 
@@ -233,7 +236,7 @@ def test_without_the_postgres_extra_a_dsn_says_what_to_install(
     _without_env(monkeypatch)
     monkeypatch.setitem(sys.modules, "psycopg", None)
     monkeypatch.setitem(sys.modules, "loadtest_core._postgres", None)
-    assert main(["serve", "--insecure-no-auth", "--db", "postgres://h/db"]) == 2
+    assert main(["serve", *TOKENS, "--db", "postgres://h/db"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'loadtest-core[postgres]'" in err and err.count("\n") == 1
 
