@@ -8,7 +8,8 @@ every variant in each round over the same number of tests and events:
   (the store's own ``UPDATE`` and ``INSERT`` statements on a file the store
   created, no store code), ``schema_no_indexes`` (the same with every secondary
   index dropped), ``schema_changed_columns`` (only the columns that changed
-  are set: version, stamp, contact, due time), ``store`` (``SqliteStore.commit``).
+  are set: version, stamp, contact, due time), ``store`` (``SqliteStore.commit``
+  given the row as it was read, so it too sets only the changed columns).
 - SQLite reads by id: ``raw`` (the store's ``SELECT`` on a connection) and
   ``store`` (``SqliteStore.get_test``).
 - PostgreSQL reads by id (with ``--pg``): ``connection_execute`` (psycopg's
@@ -34,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from loadtest_core import Engine, Kind, LogRecord, ManualClock, SqliteStore, Status, TestState
-from loadtest_core._rows import record_row, update_row
-from loadtest_core._sqlite import _INSERT_EVENT, _SELECT, _UPDATE
+from loadtest_core._rows import UPDATE_SET, record_row, update_row
+from loadtest_core._sqlite import _INSERT_EVENT, _SELECT
+
+_UPDATE = f"UPDATE tests SET {UPDATE_SET.format(p='?')} WHERE id=? AND stamp=?"
 
 SPEC = {"configurations": [{"agent_selector": {"agent_id": "agent-1"}}], "details": {"name": "b"}}
 BODY = "x" * 560
@@ -143,7 +146,8 @@ def sqlite_store(path: Path, tests: int, events: int) -> float:
         test_id = ids[n * tests // events]
         current = states[test_id]
         new = _next(current)
-        store.commit(Commit(test_id, current.stamp, new, False, (), (_record(test_id, 2),)))
+        record = (_record(test_id, 2),)
+        store.commit(Commit(test_id, current.stamp, new, False, (), record, current))
         states[test_id] = new
 
     try:

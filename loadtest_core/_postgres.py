@@ -46,14 +46,19 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from loadtest_core._configs import ConfigRecord
 from loadtest_core._errors import StoreError, StoreUnavailable
 from loadtest_core._lifecycle import TestState
 from loadtest_core._records import AgentRecord, LogRecord, StopOperation
 from loadtest_core._rows import (
     ACTIVE_VALUES,
+    CONFIG_COLUMNS,
     INSERT_COLUMNS,
+    PER_TEST_TABLES,
     TEST_COLUMNS,
     UPDATE_SET,
+    config_from,
+    config_row,
     insert_row,
     op_body,
     op_from,
@@ -61,9 +66,11 @@ from loadtest_core._rows import (
     record_row,
     state_from,
     update_row,
+    upload_from,
 )
 from loadtest_core._status import Status
 from loadtest_core._store import Commit, Key, VersionConflict
+from loadtest_core._uploads import Upload, size_of
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -145,11 +152,65 @@ def _statements(script: str) -> Callable[[psycopg.Connection[Any], str], None]:
     return run
 
 
-MIGRATIONS: list[Callable[[psycopg.Connection[Any], str], None]] = [_statements(_SCHEMA_1)]
+_SCHEMA_2 = """
+CREATE TABLE {s}configs (
+    id text PRIMARY KEY,
+    folder_id text NOT NULL,
+    name text NOT NULL,
+    yaml text NOT NULL,
+    body text NOT NULL,
+    created_at double precision NOT NULL,
+    created_by text NOT NULL,
+    deleted_at double precision
+);
+CREATE INDEX configs_live ON {s}configs (created_at, id) WHERE deleted_at IS NULL;
+CREATE TABLE {s}job_bindings (
+    test_id text NOT NULL,
+    agent_id text NOT NULL,
+    principal text NOT NULL,
+    PRIMARY KEY (test_id, agent_id)
+);
+CREATE TABLE {s}uploads (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    test_id text NOT NULL,
+    kind text NOT NULL,
+    agent_id text NOT NULL,
+    at double precision NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX uploads_test ON {s}uploads (test_id, kind, seq);
+CREATE TABLE {s}upload_totals (
+    test_id text NOT NULL,
+    kind text NOT NULL,
+    items bigint NOT NULL,
+    bytes bigint NOT NULL,
+    PRIMARY KEY (test_id, kind)
+);
+CREATE TABLE {s}agent_events (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    agent_id text NOT NULL,
+    at double precision NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX agent_events_agent ON {s}agent_events (agent_id, seq);
+CREATE TABLE {s}dropped_jobs (
+    agent_id text NOT NULL,
+    test_id text NOT NULL,
+    PRIMARY KEY (agent_id, test_id)
+);
+CREATE INDEX dropped_jobs_test ON {s}dropped_jobs (test_id)
+"""
+
+MIGRATIONS: list[Callable[[psycopg.Connection[Any], str], None]] = [
+    _statements(_SCHEMA_1),
+    _statements(_SCHEMA_2),
+]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``.
 
 PostgreSQL schema 1 holds what SQLite schema 2 holds (same columns, indexes
-and meaning); it was created directly, since no PostgreSQL store predates it.
+and meaning; it was created directly, since no PostgreSQL store predates it);
+schema 2 adds what SQLite schema 3 adds (configs, job bindings, uploads,
+agent events, dropped-job marks).
 """
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
@@ -520,6 +581,10 @@ class PostgresStore:
             ctes = [
                 f"u AS (DELETE FROM {s}tests WHERE id = %s AND stamp = %s RETURNING id)",
                 f"g AS (DELETE FROM {s}test_tags WHERE test_id IN (SELECT id FROM u))",
+                *(
+                    f"d{n} AS (DELETE FROM {s}{table} WHERE test_id IN (SELECT id FROM u))"
+                    for n, table in enumerate(PER_TEST_TABLES)
+                ),
             ]
         elif kind == "update":
             ctes = [f"u AS ({self._update} RETURNING id)"]
@@ -646,6 +711,164 @@ class PostgresStore:
         if test_id is not None:
             params = (after_seq, test_id, limit)
         return [record_from(r) for r in self._read(query, params)]
+
+    # --- configs, job bindings, uploads, agent events, dropped jobs -----------------
+
+    def _transaction(self, work: Callable[[_Cursor], Any]) -> Any:
+        """Run ``work`` in one transaction on one connection; roll back on any error."""
+        cur = self._pool.take()
+        try:
+            with cur.connection.transaction():
+                return work(cur)
+        except psycopg.Error as exc:
+            raise _store_error("store write failed", exc) from exc
+        finally:
+            self._pool.give(cur)
+
+    def put_config(self, config: ConfigRecord) -> None:
+        placeholders = ",".join(["%s"] * 8)
+        rows = self._write(
+            f"INSERT INTO {self._s}configs ({CONFIG_COLUMNS}) VALUES ({placeholders}) "
+            "ON CONFLICT (id) DO NOTHING RETURNING id",
+            config_row(config),
+        )
+        if not rows:
+            raise VersionConflict(f"config {config.id}: the id is taken")
+
+    def get_config(self, config_id: str) -> ConfigRecord | None:
+        query = f"SELECT {CONFIG_COLUMNS} FROM {self._s}configs WHERE id = %s"
+        rows = self._read(query, (config_id,))
+        return config_from(rows[0]) if rows else None
+
+    def delete_config(self, config_id: str, at: float) -> bool:
+        rows = self._write(
+            f"UPDATE {self._s}configs SET deleted_at = %s WHERE id = %s AND deleted_at IS NULL "
+            "RETURNING id",
+            (at, config_id),
+        )
+        return bool(rows)
+
+    def list_configs(
+        self, folder_id: str | None, before: Key | None, limit: int
+    ) -> list[ConfigRecord]:
+        where, params = ["deleted_at IS NULL"], []  # type: tuple[list[str], list[Any]]
+        if folder_id is not None:
+            where.append("folder_id = %s")
+            params.append(folder_id)
+        if before is not None:
+            where.append("(created_at, id) < (%s, %s)")
+            params.extend(before)
+        query = (
+            f"SELECT {CONFIG_COLUMNS} FROM {self._s}configs WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id DESC LIMIT %s"
+        )
+        return [config_from(r) for r in self._read(query, (*params, limit))]
+
+    def bind_job(self, test_id: str, agent_id: str, principal: str) -> None:
+        self._write(
+            f"INSERT INTO {self._s}job_bindings (test_id, agent_id, principal) "
+            "VALUES (%s, %s, %s) ON CONFLICT (test_id, agent_id) "
+            "DO UPDATE SET principal = EXCLUDED.principal",
+            (test_id, agent_id, principal),
+        )
+
+    def job_binding(self, test_id: str, agent_id: str) -> str | None:
+        query = f"SELECT principal FROM {self._s}job_bindings WHERE test_id = %s AND agent_id = %s"
+        rows = self._read(query, (test_id, agent_id))
+        return str(rows[0][0]) if rows else None
+
+    def add_uploads(
+        self, test_id: str, agent_id: str, kind: str, at: float, items: tuple[str, ...], limit: int
+    ) -> int | None:
+        """Store ``items`` unless the test's ``kind`` would pass ``limit`` bytes.
+
+        The test row is share-locked (it cannot be removed meanwhile) and the
+        total is raised by one conditional upsert, so concurrent uploads never
+        pass the limit together.
+        """
+        size = size_of(items)
+        s = self._s
+
+        def work(cur: _Cursor) -> int | None:
+            cur.execute(f"SELECT 1 FROM {s}tests WHERE id = %s FOR SHARE", (test_id,))
+            if not cur.fetchall():
+                return 0
+            if size > limit:
+                return None
+            cur.execute(
+                f"INSERT INTO {s}upload_totals AS t (test_id, kind, items, bytes) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (test_id, kind) DO UPDATE SET "
+                "items = t.items + EXCLUDED.items, bytes = t.bytes + EXCLUDED.bytes "
+                "WHERE t.bytes + EXCLUDED.bytes <= %s RETURNING 1",
+                (test_id, kind, len(items), size, limit),
+            )
+            if not cur.fetchall():
+                return None
+            if not items:
+                return 0
+            cur.execute(
+                f"INSERT INTO {s}uploads (test_id, kind, agent_id, at, body) "
+                "SELECT %s, %s, %s, %s, b FROM unnest(%s::text[]) WITH ORDINALITY AS i(b, n) "
+                "ORDER BY n RETURNING seq",
+                (test_id, kind, agent_id, at, list(items)),
+            )
+            return min(int(r[0]) for r in cur.fetchall())
+
+        result: int | None = self._transaction(work)
+        return result
+
+    def read_uploads(self, test_id: str, kind: str, after_seq: int, limit: int) -> list[Upload]:
+        query = (
+            f"SELECT seq, test_id, agent_id, kind, at, body FROM {self._s}uploads "
+            "WHERE test_id = %s AND kind = %s AND seq > %s ORDER BY seq LIMIT %s"
+        )
+        return [upload_from(r) for r in self._read(query, (test_id, kind, after_seq, limit))]
+
+    def upload_usage(self, test_id: str) -> dict[str, tuple[int, int]]:
+        query = f"SELECT kind, items, bytes FROM {self._s}upload_totals WHERE test_id = %s"
+        return {str(k): (int(n), int(b)) for k, n, b in self._read(query, (test_id,))}
+
+    def add_agent_events(self, agent_id: str, at: float, items: tuple[str, ...], keep: int) -> int:
+        s = self._s
+
+        def work(cur: _Cursor) -> int:
+            first = 0
+            if items:
+                cur.execute(
+                    f"INSERT INTO {s}agent_events (agent_id, at, body) "
+                    "SELECT %s, %s, b FROM unnest(%s::text[]) WITH ORDINALITY AS i(b, n) "
+                    "ORDER BY n RETURNING seq",
+                    (agent_id, at, list(items)),
+                )
+                first = min(int(r[0]) for r in cur.fetchall())
+            cur.execute(
+                f"DELETE FROM {s}agent_events WHERE agent_id = %s AND seq <= (SELECT seq FROM "
+                f"{s}agent_events WHERE agent_id = %s ORDER BY seq DESC LIMIT 1 OFFSET %s)",
+                (agent_id, agent_id, keep),
+            )
+            return first
+
+        result: int = self._transaction(work)
+        return result
+
+    def read_agent_events(self, agent_id: str, after_seq: int, limit: int) -> list[Upload]:
+        query = (
+            f"SELECT seq, '', agent_id, 'events', at, body FROM {self._s}agent_events "
+            "WHERE agent_id = %s AND seq > %s ORDER BY seq LIMIT %s"
+        )
+        return [upload_from(r) for r in self._read(query, (agent_id, after_seq, limit))]
+
+    def mark_dropped(self, agent_id: str, test_ids: tuple[str, ...]) -> None:
+        if test_ids:
+            self._write(
+                f"INSERT INTO {self._s}dropped_jobs (agent_id, test_id) "
+                f"SELECT %s, id FROM {self._s}tests WHERE id = ANY(%s) ON CONFLICT DO NOTHING",
+                (agent_id, list(test_ids)),
+            )
+
+    def dropped_jobs(self, agent_id: str) -> frozenset[str]:
+        query = f"SELECT test_id FROM {self._s}dropped_jobs WHERE agent_id = %s"
+        return frozenset(str(r[0]) for r in self._read(query, (agent_id,)))
 
     def close(self) -> None:
         self._pool.close()

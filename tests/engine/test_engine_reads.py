@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,20 +12,20 @@ from loadtest_core import (
     Kind,
     LogRecord,
     ManualClock,
-    MemoryStore,
     NotFound,
     Policies,
-    SqliteStore,
     Status,
 )
-from loadtest_core._store import Store
 from tests.engine.conftest import counter_ids, running, spec
+from tests.stores._backings import KINDS, every_store
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def any_engine(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> Engine:
-    store: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "e.db")
-    return Engine(store, clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+@pytest.fixture(params=KINDS)
+def any_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock
+) -> Iterator[Engine]:
+    for store in every_store(request, tmp_path):
+        yield Engine(store, clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
 
 
 def test_test_events_are_one_tests_records_in_order(any_engine: Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,12 @@ from loadtest_core import (
     ManualClock,
     MemoryStore,
     Policies,
-    SqliteStore,
     Status,
     Store,
 )
 from loadtest_core._table import HEARTBEAT_IS_CONTACT, HEARTBEAT_WHILE_HELD
 from tests.engine.conftest import counter_ids, running
+from tests.stores._backings import KINDS, every_store
 
 ON = Policies(lost_after=30, contact_every=0, ready_keeps_jobs=True)
 
@@ -62,9 +63,9 @@ def test_with_the_flag_broken_agents_still_lose_their_tests(
     assert status(engine, test_id) is Status.LOST
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    return MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "r.db")
+@pytest.fixture(params=KINDS)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from every_store(request, tmp_path)
 
 
 def test_asking_for_a_new_job_is_the_evidence_it_dropped_the_test(

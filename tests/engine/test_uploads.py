@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +17,18 @@ from loadtest_core import (
     NotFound,
     Policies,
     Rejected,
-    SqliteStore,
     Status,
     Store,
 )
 from tests.engine.conftest import counter_ids, running
+from tests.stores._backings import KINDS, every_store
 
 TRAIL = {"time": "1700000000", "reqps": "5", "overall": "1"}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    return MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "u.db")
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from every_store(request, tmp_path)
 
 
 def make(store: Store, clock: ManualClock, **policies: object) -> Engine:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,12 @@ def reset(store: Store) -> None:
     assert isinstance(store, PostgresStore)
     names = ", ".join(f'"{store.schema}".{t}' for t in TABLES)
     pg_admin(f"TRUNCATE {names} RESTART IDENTITY")
+
+
+def every_store(request: Any, tmp_path: Path) -> Iterator[Store]:
+    """The body of a ``store`` fixture with ``params=KINDS``: a fresh store of that kind."""
+    backing = Backing(request.param, tmp_path)
+    try:
+        yield backing.open()
+    finally:
+        backing.close()

@@ -17,6 +17,7 @@ from loadtest_core import (
     TestState,
     VersionConflict,
 )
+from loadtest_core._postgres import MIGRATIONS
 from loadtest_core._store import Store
 from tests.stores._backings import Backing, pg_admin
 from tests.stores._history import apply_all, commits, dump, record
@@ -47,7 +48,7 @@ def test_schemas_isolate_stores(tmp_path: Path) -> None:
             "WHERE table_schema IN (%s, %s) GROUP BY table_schema ORDER BY 1",
             tuple(sorted((one.schema, two.schema))),
         )
-        assert [n for _, n in tables] == [6, 6]
+        assert [n for _, n in tables] == [12, 12]
     finally:
         one.close()
         two.close()
@@ -57,10 +58,12 @@ def test_several_processes_migrate_a_new_schema_at_once(pg: Backing) -> None:
     """Four processes opening one new schema together migrate it once and all write to it."""
     children = [Child("migrate", "postgres", pg.schema, {"name": f"m{n}"}) for n in range(4)]
     results = run_together(children)
-    assert [r["version"] for r in results] == [1] * 4
+    assert [r["version"] for r in results] == [len(MIGRATIONS)] * 4
     store = pg.open()
     assert sorted(s.id for s in store.iter_tests()) == sorted(r["test"] for r in results)
-    assert pg_admin(f'SELECT key, value FROM "{pg.schema}".meta') == [("schema_version", "1")]
+    assert pg_admin(f'SELECT key, value FROM "{pg.schema}".meta') == [
+        ("schema_version", str(len(MIGRATIONS)))
+    ]
 
 
 def test_a_newer_schema_is_refused(pg: Backing) -> None:
