@@ -127,6 +127,7 @@ class Engine:
         self._ids = ids
         self._last_now = 0.0
         self._listeners: list[Listener] = []
+        self._looked_at: dict[str, float] = {}
         self._rows: OrderedDict[str, TestState] | None = (
             None if isinstance(self.store, MemoryStore) else OrderedDict()
         )
@@ -579,6 +580,21 @@ class Engine:
         if agent is not None and now - agent.seen_at >= self.policies.contact_interval:
             self.store.put_agent(dataclasses.replace(agent, seen_at=now))
 
+    def _sign_of_life(self, agent_id: str, now: float) -> None:
+        """Any job call of an agent keeps the leases of every job it holds (spec §2).
+
+        Coalesced: within ``contact_every`` of this engine's last look at the
+        agent nothing is read or written (a cache whose loss costs one read).
+        """
+        looked = self._looked_at
+        last = looked.get(agent_id)
+        if last is not None and now - last < self.policies.contact_interval:
+            return
+        self._seen(self.store.get_agent(agent_id), now)
+        if len(looked) >= _ROWS:
+            looked.clear()
+        looked[agent_id] = now
+
     def next_job(self, agent_id: str, *, principal: str | None = None) -> Job | None:
         """Hand the oldest matching CREATED test to an agent as a job, or None.
 
@@ -667,6 +683,7 @@ class Engine:
 
     def _agent_event(self, job_id: str, agent_id: str, event: Event) -> Outcome:
         """A job-scoped event from an agent: contact; for an unheld CREATED test, its hand-out."""
+        self._sign_of_life(agent_id, self.now())
         state, cached = self._current(job_id)
         hand_to = None
         if state.phase.status is _CREATED and state.owner is None:
@@ -696,6 +713,7 @@ class Engine:
 
         None when the caller does not hold the job (nothing happens).
         """
+        self._sign_of_life(agent_id, self.now())
         state, cached = self._current(job_id)
         if state.owner != agent_id:
             return None
@@ -704,6 +722,7 @@ class Engine:
     def signal(self, job_id: str, agent_id: str) -> Signal:
         """``JobService.GetSignal``: a poll is contact; the answer is the table's ``SIGNALS``."""
         wait = self.policies.signal_wait
+        self._sign_of_life(agent_id, self.now())
         try:
             state, cached = self._current(job_id)
         except NotFound:

@@ -137,7 +137,7 @@ def matches(state: TestState, agent_id: str, agent: AgentRecord | None) -> bool:
 
 
 def candidates(store: Store, agent_id: str, agent: AgentRecord | None) -> list[TestState]:
-    """Pending tests the agent may take: its own selector's first, then anonymous or filtered."""
+    """Pending tests the agent may take, oldest first, whichever selector took it."""
     mine = store.pending_tests("agent", agent_id, agent_id, _BATCH)
     others: list[TestState] = []
     if agent is None:
@@ -146,5 +146,6 @@ def candidates(store: Store, agent_id: str, agent: AgentRecord | None) -> list[T
         for text in store.pending_filters():
             if compiled_filter(text).matches(agent.lookup):
                 others += store.pending_tests("filter", text, agent_id, _BATCH)
-        others.sort(key=lambda s: (s.created_at, s.id))
-    return mine + others
+    merged = mine + others
+    merged.sort(key=lambda s: (s.created_at, s.id))
+    return merged

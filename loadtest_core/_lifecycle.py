@@ -402,7 +402,10 @@ def _compile() -> dict[str, dict[str, _Compiled]]:
             and dest is not None
             and dest.status in FINISHED
             and src.status not in FINISHED,
-            fails=accepted and dest is not None and dest.status is Status.FAILED,
+            fails=accepted
+            and dest is not None
+            and dest.status is Status.FAILED
+            and src.status is not Status.FAILED,
         )
     assert not dest_of, dest_of
     return table

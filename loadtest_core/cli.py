@@ -1,25 +1,28 @@
 """The ``loadtest-core`` command.
 
 Each subcommand's flags live next to its code (``loadtest_core.server._cli``,
-``loadtest_core.sim._cli``, ``loadtest_core.ctl``); those modules
-import their optional extras only when the command runs, so
-``loadtest-core diagram`` works with the core alone.
+``loadtest_core.sim._cli``, ``loadtest_core.ctl``, ``loadtest_core.testing._cli``);
+those modules import their optional extras only when the command runs, so
+``loadtest-core diagram`` and ``export-log`` work with the core alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = ["main"]
 
 DESCRIPTION = (
     "The lifecycle of load tests: run the control plane (serve, cert), see and drive its "
-    "tests (test, agent, config), simulate agents and users (simulate), draw the lifecycle "
+    "tests (test, agent, config), simulate agents and users (simulate), check a server "
+    "against the lifecycle contract (check, check-log, export-log), draw the lifecycle "
     "(diagram)."
 )
 EPILOG = "Run 'loadtest-core COMMAND --help' for a command's options."
@@ -62,6 +65,78 @@ def _diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+# the invariant kit's commands: name -> (flags function, run function, one-line help)
+_KIT = {
+    "check": (
+        "add_check_arguments",
+        "run_check",
+        "check a server speaking the Yandex API against the lifecycle contract",
+    ),
+    "check-log": (
+        "add_check_log_arguments",
+        "run_check_log",
+        "check an exported event log (JSON lines) against the invariants and replay",
+    ),
+}
+
+
+def _export_log(args: argparse.Namespace) -> int:
+    """Write a SQLite store's event log as JSON lines (``LogRecord.to_data``), oldest first."""
+    from loadtest_core import SqliteStore
+
+    if not args.db.is_file():
+        print(f"loadtest-core export-log: no database at {args.db}", file=sys.stderr)
+        return 2
+    store = SqliteStore(args.db)
+    out = sys.stdout if args.out is None else args.out.open("w", encoding="utf-8")
+    try:
+        seq = 0
+        while True:
+            page = store.read_log(seq, 10_000)
+            if not page:
+                break
+            for record in page:
+                out.write(json.dumps(record.to_data(), separators=(",", ":")) + "\n")
+            seq = page[-1].seq
+    finally:
+        store.close()
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _needs_testing(args: argparse.Namespace) -> int:
+    print(
+        f"loadtest-core {args.command} needs the testing extra: "
+        "pip install 'loadtest-core[testing]'",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _add_kit(sub: Any) -> None:
+    try:
+        kit = importlib.import_module("loadtest_core.testing._cli")
+    except ImportError:  # the testing extra is not installed
+        kit = None
+    for name, (add, run, help_text) in _KIT.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if kit is None:
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(handler=_needs_testing)
+            continue
+        getattr(kit, add)(p)
+        p.set_defaults(handler=getattr(kit, run))
+    e = sub.add_parser(
+        "export-log",
+        help="write a SQLite store's event log as JSON lines",
+        description="Write a SQLite store's event log as JSON lines (for check-log).",
+    )
+    e.add_argument("--db", type=Path, required=True, help="the SQLite file serve uses")
+    e.add_argument("--out", type=Path, help="output file (default: stdout)")
+    e.set_defaults(handler=_export_log)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="loadtest-core", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=_version())
@@ -76,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         mod.add_arguments(p)
         p.set_defaults(handler=mod.run)
+    _add_kit(sub)
     d = sub.add_parser(
         "diagram",
         help="print the lifecycle state diagram",

@@ -77,10 +77,12 @@ from loadtest_core import (
     NotFound,
     Operation,
     Role,
+    Status,
     Test,
     TokenAuth,
     Unsupported,
 )
+from loadtest_core._time import check_time
 from loadtest_core.grpc import _uploads_pb
 from loadtest_core.grpc._convert import operation_to_proto, set_timestamp, to_proto
 from loadtest_core.grpc._limits import GrpcLimits
@@ -639,18 +641,22 @@ class JobService(_Base):
 
     @rpc(Role.AGENT)
     def ClaimStatus(self, request: Any, call: Call) -> Any:
-        agent = _agent_for(self.engine, request.job_id, call)
+        status: Status | None = None
+        error = request.error
         if request.status == job_service_pb2.ClaimJobStatusRequest.JOB_STATUS_UNSPECIFIED:
-            outcome = self.engine.claim(request.job_id, agent, None, request.error)
+            if not error:
+                raise InvalidArgument(
+                    "error: a claim without a status needs an error text", field="error"
+                )
         else:
             mapped = JOB_STATUS.get(request.status)
             if mapped is None:
                 message = f"status: unknown job status {request.status}"
                 raise InvalidArgument(message, field="status")
             status, default_error = mapped
-            outcome = self.engine.claim(
-                request.job_id, agent, status, request.error or default_error
-            )
+            error = error or default_error
+        agent = _agent_for(self.engine, request.job_id, call)  # the request is valid: may take
+        outcome = self.engine.claim(request.job_id, agent, status, error)
         code = CLAIM_CODE[outcome.kind]
         if code is not grpc.StatusCode.OK:
             raise _Abort(code, outcome.describe(), "CONFLICT")
@@ -690,8 +696,8 @@ class TrailService(_Base):
     @rpc(Role.AGENT)
     def Create(self, request: Any, call: Call) -> Any:
         named = request.agent_instance_id or request.compute_instance_id
-        agent = _agent_for(self.engine, request.job_id, call, named)
         items = [_data(trail, f"data[{i}]") for i, trail in enumerate(request.data)]
+        agent = _agent_for(self.engine, request.job_id, call, named)
         seq = self.engine.upload(request.job_id, agent, "trails", items)
         return trail_service_pb2.CreateTrailResponse(trail_id=str(seq) if seq else "", code=0)
 
@@ -702,8 +708,8 @@ class MonitoringService(_Base):
     @rpc(Role.AGENT)
     def AddMetric(self, request: Any, call: Call) -> Any:
         named = request.agent_instance_id or request.compute_instance_id
-        agent = _agent_for(self.engine, request.job_id, call, named)
         items = [_data(chunk, f"chunks[{i}]") for i, chunk in enumerate(request.chunks)]
+        agent = _agent_for(self.engine, request.job_id, call, named)
         seq = self.engine.upload(request.job_id, agent, "metrics", items)
         return monitoring_service_pb2.AddMetricResponse(
             metric_trail_id=str(seq) if seq else "", code=0
@@ -806,10 +812,13 @@ class AgentTestService(_Base):
     def Update(self, request: Any, call: Call) -> Any:
         paths = set(request.update_mask.paths)
         job_id = request.test_id
-        agent = _agent_for(self.engine, job_id, call)
-        if paths & {"imbalance_point", "imbalance_ts", "imbalance_comment"}:
+        imbalance = bool(paths & {"imbalance_point", "imbalance_ts", "imbalance_comment"})
+        if imbalance:  # checked before the call may take an anonymous job
             if request.imbalance_point < 0:
                 raise InvalidArgument("imbalance_point: must be >= 0", field="imbalance_point")
+            check_time(request.imbalance_ts, "imbalance_ts")
+        agent = _agent_for(self.engine, job_id, call)
+        if imbalance:
             outcome = self.engine.report_imbalance(
                 job_id,
                 agent,

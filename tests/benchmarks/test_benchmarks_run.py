@@ -116,9 +116,31 @@ def test_simulation_benchmark_reports_every_comparison() -> None:
     assert r["floor"]["events"] == 200 * 7
 
 
+def test_kit_benchmark_reports_checking_rates() -> None:
+    """kit.py reports calls checked per second for each client count, both verdicts side by side."""
+    r = run(
+        "kit.py",
+        *("--clients", "2,3", "--calls", "5", "--tests", "2", "--repeat", "1"),
+        *("--machine-examples", "2", "--replay-tests", "3"),
+    )
+    assert set(r["linearizable"]) == set(r["not_linearizable"]) == {"2", "3"}
+    assert all(v["linearizable"] for v in r["linearizable"].values())
+    assert not any(v["linearizable"] for v in r["not_linearizable"].values())
+    assert r["linearizable"]["3"]["calls"] == 3 * 5 + 2 and r["linearizable"]["3"]["calls_per_s"]
+    assert r["machine"]["steps"] > 0 and r["replay"]["ok"] is True
+
+
 @pytest.mark.parametrize(
     "script",
-    ["core.py", "engine.py", "grpc_stop.py", "http_stop.py", "simulate.py", "store_commit.py"],
+    [
+        "core.py",
+        "engine.py",
+        "grpc_stop.py",
+        "http_stop.py",
+        "kit.py",
+        "simulate.py",
+        "store_commit.py",
+    ],
 )
 def test_every_benchmark_has_a_json_flag(script: str) -> None:
     """Each benchmark documents --json in its help."""

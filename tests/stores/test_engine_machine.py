@@ -1,4 +1,4 @@
-"""The engine's hypothesis state machine (tests/engine) on SQLite and PostgreSQL stores."""
+"""The engine's state machine (the kit's, tests/engine) on SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from loadtest_core import SqliteStore
-from loadtest_core._store import Store
-from tests.engine.test_engine_stateful import EngineMachine
+from loadtest_core.testing import EngineTarget, machine_for
+from tests.engine.test_engine_stateful import engine_target
 from tests.stores._backings import Backing, reset
 
 EXAMPLES = 40 if os.environ.get("CI") else 12
@@ -21,19 +21,18 @@ SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=30, deadline=None
 
 def test_every_invariant_holds_on_sqlite(tmp_path: Path) -> None:
     """Random users, agents and ticks on SQLite keep every invariant and replay exactly."""
-
     files = itertools.count()
+    opened: list[SqliteStore] = []
 
-    class OnSqlite(EngineMachine):
-        def make_store(self) -> Store:
-            return SqliteStore(tmp_path / f"example-{next(files)}.db")
+    def target() -> EngineTarget:
+        opened.append(SqliteStore(tmp_path / f"example-{next(files)}.db"))
+        return engine_target(opened[-1])
 
-        def teardown(self) -> None:
-            super().teardown()
-            if hasattr(self, "store"):
-                self.store.close()
-
-    run_state_machine_as_test(OnSqlite, settings=SETTINGS)
+    try:
+        run_state_machine_as_test(machine_for(target, name="OnSqlite"), settings=SETTINGS)
+    finally:
+        for store in opened:
+            store.close()
 
 
 def test_every_invariant_holds_on_postgres(tmp_path: Path) -> None:
@@ -41,12 +40,11 @@ def test_every_invariant_holds_on_postgres(tmp_path: Path) -> None:
     backing = Backing("postgres", tmp_path)
     shared = backing.open()
 
-    class OnPostgres(EngineMachine):
-        def make_store(self) -> Store:
-            reset(shared)
-            return shared
+    def target() -> EngineTarget:
+        reset(shared)
+        return engine_target(shared)
 
     try:
-        run_state_machine_as_test(OnPostgres, settings=SETTINGS)
+        run_state_machine_as_test(machine_for(target, name="OnPostgres"), settings=SETTINGS)
     finally:
         backing.close()
