@@ -113,6 +113,17 @@ Timestamp = Annotated[
 def _strict_str(value: object) -> object:
     if value is not None and not isinstance(value, str):
         raise ValueError("must be a string")
+    if value and "\x00" in value:  # PostgreSQL text cannot hold it: refused on every store alike
+        raise ValueError("must not contain NUL (U+0000)")
+    return value
+
+
+def check_text(value: object, field: str) -> str:
+    """A string the engine stores as given: any text but NUL, which no store holds alike."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field}: must be a string", field=field)
+    if "\x00" in value:
+        raise InvalidArgument(f"{field}: must not contain NUL (U+0000)", field=field)
     return value
 
 

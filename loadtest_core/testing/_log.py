@@ -19,23 +19,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from loadtest_core import Status
+from loadtest_core.testing._model import ACTIVE as _ACTIVE
+from loadtest_core.testing._model import FINISHED as _FINISHED
+from loadtest_core.testing._model import OUTCOMES as _OUTCOMES
+from loadtest_core.testing._model import RANK as _RANK
+from loadtest_core.testing._model import TERMINAL as _TERMINAL
 
 __all__ = ["LogReport", "ReplayedOperation", "ReplayedTest", "read_log", "replay_log"]
 
-_RANK = {
-    Status.INITIATED: 1,
-    Status.PREPARING: 2,
-    Status.WAITING: 3,
-    Status.RUNNING: 4,
-    Status.FINISHING: 5,
-    Status.POST_PROCESSING: 6,
-}
-_TERMINAL = frozenset(
-    {Status.DONE, Status.FAILED, Status.STOPPED, Status.AUTOSTOPPED, Status.CANCELLED}
-)
-_ACTIVE = frozenset(_RANK) | {Status.STOPPING}
-_FINISHED = _TERMINAL | {Status.DELETING}
-_OUTCOMES = frozenset({Status.DONE, Status.FAILED, Status.STOPPED, Status.AUTOSTOPPED})
 _KINDS = frozenset({"accepted", "unchanged", "noted", "stale", "conflict"})
 
 

@@ -64,7 +64,9 @@ MIN_UNIX = -62135596800
 MAX_UNIX = 253402300799
 _ID_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _ID_REST = _ID_FIRST + "._:-"
-_text = st.text(max_size=12)
+_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")
+"""Any character a model string may hold: every store refuses NUL alike."""
+_text = st.text(_CHARS, max_size=12)
 
 
 def ids() -> st.SearchStrategy[str]:
@@ -178,7 +180,7 @@ def specs(
             ),
         ),
         chosen,
-        st.text(max_size=20),
+        st.text(_CHARS, max_size=20),
         tag_dicts if tags is None else tags,
     )
 
@@ -342,7 +344,7 @@ _rpc_status = st.builds(
         st.fixed_dictionaries(
             {
                 "@type": st.just("type.googleapis.com/google.rpc.ErrorInfo"),
-                "reason": st.text(min_size=1, max_size=8),
+                "reason": st.text(_CHARS, min_size=1, max_size=8),
             }
         ),
         max_size=1,
@@ -356,7 +358,7 @@ def _operation(draw: st.DrawFn) -> Operation:
     result = draw(st.sampled_from(["error", "response"] if done else ["none", "error"]))
     return Operation(
         id=draw(_text),
-        description=draw(st.text(max_size=256)),
+        description=draw(st.text(_CHARS, max_size=256)),
         created_at=draw(st.none() | _times),
         created_by=draw(_text),
         modified_at=draw(st.none() | _times),

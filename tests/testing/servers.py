@@ -77,7 +77,7 @@ class Servers:
             agent_token=AGENT,
             http=self.http_address,
             lost_after=p.lost_after,
-            contact_every=float(getattr(p, "contact_every", 0.0) or 0.0),
+            contact_every=p.contact_interval,
             lost_expiry=p.lost_expiry,
             deletion_delay=p.deletion_delay,
             shared=False,
