@@ -246,3 +246,33 @@ def test_two_tickers_fire_one_deadline_once(clock: ManualClock) -> None:
     assert a.tick() + b.tick() == 1
     assert [r.event for r in a.events()].count("lose") == 1
     assert a.state(test_id).status is Status.LOST
+
+
+@pytest.mark.parametrize("restart_each_call", [False, True])
+def test_any_job_call_keeps_the_agents_other_hand_outs(
+    clock: ManualClock, restart_each_call: bool
+) -> None:
+    """Polls of one job keep the lease of another job the agent holds, memory or none."""
+    store = MemoryStore()
+    policies = Policies(lost_after=30)
+
+    def engine() -> Engine:
+        return Engine(store, clock=clock, policies=policies, ids=counter_ids())
+
+    first = engine()
+    first.register_agent(agent_id="a1", labels={"pool": "x"})
+    first.register_agent(agent_id="a2", labels={"pool": "x"})
+    polled = running(first, "a1")
+    pooled = {"configurations": [{"agent_selector": {"match_by_filter": 'labels.pool = "x"'}}]}
+    waiting = first.create(pooled).id
+    job = first.next_job("a1")
+    assert job is not None and job.id == waiting
+    current = first
+    for _ in range(24):  # two minutes: polls of the running test only, no heartbeat
+        clock.advance(5)
+        if restart_each_call:
+            current = engine()
+        current.signal(polled, "a1")
+        current.tick()
+    assert current.next_job("a2") is None
+    assert current.job_holder(waiting) == "a1"
