@@ -447,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL DSN")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.replicas < 1 or args.clients < 1 or args.replicas * args.clients == 1:
+        ap.error("--replicas times --clients is the second level: it must be more than one writer")
     kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     if "postgres" in kinds and (problem := pg_problem(args.pg)) is not None:
         raise SystemExit(f"PostgreSQL at {args.pg}: {problem}")
