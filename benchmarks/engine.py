@@ -146,11 +146,15 @@ def sqlite_floor(path: Path, tests: int, events: int, synchronous: str) -> float
     return events / elapsed
 
 
-def postgres_floor(dsn: str, tests: int, events: int, single: bool) -> float:
+def postgres_floor(
+    dsn: str, tests: int, events: int, single: bool, ready: Callable[[], object] | None = None
+) -> float:
     """Events/s of PostgreSQL doing a CAS UPDATE and an INSERT per transaction.
 
     ``single``: one statement in autocommit (one round trip); otherwise BEGIN,
-    UPDATE, INSERT, COMMIT (four round trips).
+    UPDATE, INSERT, COMMIT (four round trips). ``ready`` is called once the
+    tables are filled, just before the clock starts: several writers started
+    in parallel (``replicas.py``) wait there for one another.
     """
     import psycopg
 
@@ -176,6 +180,8 @@ def postgres_floor(dsn: str, tests: int, events: int, single: bool) -> float:
         ).encode()
         update_b, insert_b = update.encode(), f"{insert} VALUES (%s, %s, %s, %s, %s)".encode()
         stamps = [0] * tests
+        if ready is not None:
+            ready()
         t0 = time.perf_counter()
         for n in range(events):
             i = n * tests // events

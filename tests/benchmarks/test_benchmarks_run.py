@@ -101,6 +101,27 @@ def test_grpc_benchmark_runs_serve_and_the_floor_side_by_side() -> None:
     assert r["serve_vs_bare"]["c32"]["stops_per_s"] > 0
 
 
+def test_replicas_benchmark_runs_serve_over_each_store_beside_its_floor() -> None:
+    """replicas.py reports each store's event rate, floors and Stop percentiles at both levels."""
+    require_pg()
+    r = run(
+        "replicas.py",
+        *("--replicas", "2", "--clients", "1", "--events", "20", "--stops", "4", "--rounds", "1"),
+    )
+    assert r["levels"] == ["r1_c1", "r2_c1"] and len(r["load_average_start"]) == 3
+    for store in ("sqlite", "postgres"):
+        assert r[store]["floor_one_writer_events_per_s"] > 0, store
+        for level in ("r1_c1", "r2_c1"):
+            events, stop = r[store][level], r[store][level]["stop"]
+            assert events["durable_events"] == events["answers"] == 20, (store, level)
+            assert events["events_per_s"] > 0 and events["ratio_to_floor"] > 0
+            assert stop["durable_events"] == stop["answers"] == 4, (store, level)
+            assert 0 < stop["p50_ms"] <= stop["p99_ms"]
+            assert events["server_cpu_us_per_call"] > 0 and stop["cpus_busy"] > 0
+    assert r["postgres"]["floor_2_writers_events_per_s"] > 0
+    assert set(r["postgres_vs_sqlite"]) == {"r1_c1", "r2_c1"}
+
+
 def test_simulation_benchmark_reports_every_comparison() -> None:
     """simulate.py keeps the hash across worker counts and reports engine-only, floor and sizes."""
     r = run(
@@ -138,6 +159,7 @@ def test_kit_benchmark_reports_checking_rates() -> None:
         "grpc_stop.py",
         "http_stop.py",
         "kit.py",
+        "replicas.py",
         "simulate.py",
         "store_commit.py",
     ],
