@@ -220,10 +220,53 @@ CREATE INDEX dropped_jobs_test ON dropped_jobs (test_id)
 """Configs, job bindings, uploads and dropped-job marks (issue #13); nothing to fill in."""
 
 
+_V4 = """
+CREATE TABLE events_v4 (
+    seq INTEGER PRIMARY KEY,
+    test_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+INSERT INTO events_v4 SELECT seq, test_id, at, actor, event, payload, from_status, to_status,
+    outcome, reason, version FROM events ORDER BY seq;
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+CREATE INDEX events_test ON events (test_id)
+"""
+
+
+def _v4(db: sqlite3.Connection) -> None:
+    """The event log numbered by its rowid, without AUTOINCREMENT.
+
+    AUTOINCREMENT writes the ``sqlite_sequence`` row, one more page in every
+    commit's WAL frames. A rowid table numbers a new row one past its largest,
+    which never reuses a number as long as no row is deleted from the end: no
+    code deletes from the log. A file whose newest log rows were deleted by
+    hand (its sequence is past its largest row) keeps AUTOINCREMENT, so a
+    reader paging by ``seq`` never sees a number twice.
+    """
+    row = db.execute(
+        "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events'), "
+        "(SELECT MAX(seq) FROM events)"
+    ).fetchone()
+    issued, largest = row if row is not None else (None, None)
+    if issued is not None and issued != largest:
+        return
+    _statements(_V4)(db)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _statements(_V1),
     _v2,
     _statements(_V3),
+    _v4,
 ]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``."""
 

@@ -27,7 +27,7 @@ def test_a_version_two_file_gains_the_new_tables_and_keeps_its_tests(tmp_path: P
     clock = ManualClock(1_700_000_000.0)
     store = SqliteStore(path)
     try:
-        assert store.schema_version == len(MIGRATIONS) == 3
+        assert store.schema_version == len(MIGRATIONS) == 4
         engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
         test_id = running(engine)
         assert engine.upload(test_id, "agent-1", "trails", [{"reqps": "5"}]) > 0

@@ -21,9 +21,10 @@ from loadtest_core import (
     StoreError,
     StoreUnavailable,
 )
-from loadtest_core._sqlite import MIGRATIONS
+from loadtest_core._rows import record_row
+from loadtest_core._sqlite import _INSERT_EVENT, MIGRATIONS
 from tests.engine.conftest import counter_ids, spec
-from tests.stores._history import apply_all
+from tests.stores._history import apply_all, record
 
 
 def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
@@ -154,6 +155,61 @@ def test_migration_from_a_version_one_file_with_data(tmp_path: Path) -> None:
     assert engine.claim("run", "agent-1", Status.DONE).kind is Kind.ACCEPTED
     store.close()
     assert SqliteStore(path).get_test("run") is not None  # reopening migrates nothing twice
+
+
+def _v3_file_with_log(path: Path, delete_newest: bool = False) -> None:
+    """A schema-3 file whose log holds three records of test "t" (the newest deleted by hand)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("BEGIN")
+    for step in MIGRATIONS[:3]:
+        step(db)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    for version in (1, 2, 3):
+        db.execute(_INSERT_EVENT, record_row(record("t", version)))
+    if delete_newest:
+        db.execute("DELETE FROM events WHERE seq = 3")
+    db.execute("COMMIT")
+    db.close()
+
+
+def _events_sql(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return str(db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_version_three_log_keeps_its_records_and_numbers_on_without_autoincrement(
+    tmp_path: Path,
+) -> None:
+    """A schema-3 file's log keeps every record and seq, and new records number past them."""
+    path = tmp_path / "v3.db"
+    _v3_file_with_log(path)
+    store = SqliteStore(path)
+    assert store.schema_version == len(MIGRATIONS) == 4
+    assert "AUTOINCREMENT" not in _events_sql(path)
+    expected = [record("t", v) for v in (1, 2, 3)]
+    assert [r.seq for r in store.read_log()] == [1, 2, 3]
+    assert [r._replace(seq=0) for r in store.read_log()] == expected
+    assert [r.seq for r in store.read_log(test_id="t")] == [1, 2, 3]
+    engine = Engine(store, clock=ManualClock(1.0), ids=counter_ids())
+    test_id = engine.create(spec()).id
+    assert [r.seq for r in store.read_log(3, test_id=test_id)] == [4]
+    store.close()
+
+
+def test_a_log_missing_its_newest_records_keeps_autoincrement(tmp_path: Path) -> None:
+    """A schema-3 log whose newest records were deleted by hand never hands out their seq again."""
+    path = tmp_path / "v3.db"
+    _v3_file_with_log(path, delete_newest=True)
+    store = SqliteStore(path)
+    assert store.schema_version == 4
+    assert "AUTOINCREMENT" in _events_sql(path)
+    store.append_log((record("t", 4),))
+    assert [r.seq for r in store.read_log()] == [1, 2, 4]
+    store.close()
 
 
 def test_memory_path_is_refused() -> None:
