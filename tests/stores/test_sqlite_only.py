@@ -212,6 +212,13 @@ def test_a_log_missing_its_newest_records_keeps_autoincrement(tmp_path: Path) ->
     store.close()
 
 
+def test_connections_checkpoint_every_ten_thousand_wal_pages(tmp_path: Path) -> None:
+    """Every connection checkpoints after 10,000 WAL pages, not SQLite's 1,000."""
+    store = SqliteStore(tmp_path / "s.db")
+    assert store._db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+    store.close()
+
+
 def test_memory_path_is_refused() -> None:
     """':memory:' is refused with a pointer to MemoryStore."""
     with pytest.raises(ValueError, match="MemoryStore"):
