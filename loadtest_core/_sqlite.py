@@ -333,6 +333,8 @@ class SqliteStore:
         self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._all_lock = threading.Lock()
         self._identity: tuple[int, int] | None = None
+        self._writable: tuple[int, ...] | None = None
+        """The last stat that passed ``probe``'s access check."""
         self._migrate()
         st = os.stat(self.path)
         self._identity = (st.st_dev, st.st_ino)
@@ -380,16 +382,23 @@ class SqliteStore:
         """Raise ``StoreUnavailable`` unless the opened file is at its path and writable.
 
         A stat, no SQL: it answers at once while another process holds the write lock.
+        The access check runs only when the stat differs from the last one that
+        passed (any change of owner, mode or ACL moves the file's ctime), so a
+        commit's two probes cost one stat each.
         """
         try:
             st = os.stat(self.path)
         except OSError as exc:
             raise StoreUnavailable(f"{self.path}: {exc.strerror or exc}") from None
-        if self._identity is not None and (st.st_dev, st.st_ino) != self._identity:
+        seen = (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_ctime_ns)
+        if seen == self._writable:
+            return
+        if self._identity is not None and seen[:2] != self._identity:
             raise StoreUnavailable(f"{self.path}: replaced by another file since it was opened")
         # root may write anywhere: a file with no write bit was made read-only on purpose
         if not os.access(self.path, os.W_OK) or not st.st_mode & 0o222:
             raise StoreUnavailable(f"{self.path}: read-only")
+        self._writable = seen
 
     def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``work`` in one BEGIN IMMEDIATE transaction; roll back on any error.

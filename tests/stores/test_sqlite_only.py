@@ -219,6 +219,30 @@ def test_connections_checkpoint_every_ten_thousand_wal_pages(tmp_path: Path) -> 
     store.close()
 
 
+def test_probe_checks_access_only_when_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes to an unchanged file do no access check; a chmod brings it back once."""
+    store = SqliteStore(tmp_path / "s.db")
+    engine = Engine(store, clock=ManualClock(1.0), ids=counter_ids())
+    engine.create(spec())
+    checks: list[str] = []
+    real = os.access
+
+    def counted(path: str, mode: int) -> bool:
+        checks.append(path)
+        return real(path, mode)
+
+    monkeypatch.setattr(os, "access", counted)
+    engine.create(spec())
+    assert checks == []
+    (tmp_path / "s.db").chmod(0o600)
+    engine.create(spec())
+    engine.create(spec())
+    assert len(checks) == 1
+    store.close()
+
+
 def test_memory_path_is_refused() -> None:
     """':memory:' is refused with a pointer to MemoryStore."""
     with pytest.raises(ValueError, match="MemoryStore"):
