@@ -512,13 +512,17 @@ class SqliteStore:
         def work(db: sqlite3.Connection) -> None:
             test_id, expected = change.test_id, change.expected_stamp
             if expected == 0:
-                # BEGIN IMMEDIATE holds the write lock: nobody can insert between these two.
-                if db.execute("SELECT 1 FROM tests WHERE id = ?", (test_id,)).fetchone():
-                    raise VersionConflict(f"test {test_id}: already exists, expected none")
                 new = change.test
                 if new is None:
                     raise StoreError(f"test {test_id}: nothing to insert")
-                db.execute(_INSERT, insert_row(new))
+                try:
+                    db.execute(_INSERT, insert_row(new))
+                except sqlite3.IntegrityError:
+                    if db.execute("SELECT 1 FROM tests WHERE id = ?", (test_id,)).fetchone():
+                        raise VersionConflict(
+                            f"test {test_id}: already exists, expected none"
+                        ) from None
+                    raise
                 spec = new.spec
                 if spec is not None:
                     db.executemany(  # a spec may name one tag twice: index it once
