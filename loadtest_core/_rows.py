@@ -12,6 +12,8 @@ Specs are immutable; a miss parses the text on first use, as before.
 from __future__ import annotations
 
 import json
+from itertools import compress
+from operator import ne
 from typing import Any
 
 from loadtest_core._configs import ConfigRecord
@@ -76,6 +78,7 @@ UPDATE_COLUMNS = (
 UPDATE_SET = ", ".join(f"{c}={{p}}" for c in UPDATE_COLUMNS)
 """Every mutable column; ``{p}`` is the driver's placeholder."""
 _STAMP = UPDATE_COLUMNS.index("stamp")
+_ALL = tuple(range(len(UPDATE_COLUMNS)))
 
 _ENCODE_SORTED = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
@@ -162,12 +165,10 @@ def changed_columns(
     """
     new = update_row(after)
     if before is None:
-        return tuple(range(len(new))), new
-    old = update_row(before)
-    chosen = tuple(
-        i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b or i == _STAMP
-    )
-    return chosen, tuple(new[i] for i in chosen)
+        return _ALL, new
+    changed = list(map(ne, update_row(before), new))  # C loops: this runs once per commit
+    changed[_STAMP] = True
+    return tuple(compress(_ALL, changed)), tuple(compress(new, changed))
 
 
 def update_sql(table: str, chosen: tuple[int, ...], placeholder: str) -> str:
