@@ -271,7 +271,10 @@ class EngineCore:
             ops: tuple[StopOperation, ...] = ()
             is_stop = type(event) is Stop
             if is_stop or after is None or after.phase.status in FINISHED:
-                pending = store.inflight_operation(test_id)
+                # only a phase that remembers a requested stop can have one in flight
+                pending = (
+                    store.inflight_operation(test_id) if current.phase.stop_requested else None
+                )
                 if is_stop and pending is None:
                     extra["operation_id"] = self._ids("op")
                 ops = tuple(stop_operations(current, after, event, now, pending, extra))

@@ -13,11 +13,13 @@ from loadtest_core import (
     Engine,
     Kind,
     LoadtestError,
+    LogRecord,
     ManualClock,
     MemoryStore,
     Policies,
     Status,
 )
+from loadtest_core._status import FINISHED
 from loadtest_core._store import Store
 from tests.engine.conftest import EXACT, counter_ids, running, spec
 from tests.stores._backings import Backing
@@ -150,3 +152,29 @@ def test_list_pages_walk_every_match_once(backing: Backing) -> None:
                 break
         assert len(ids) == len(set(ids)) == expected
         assert ids == sorted(ids, reverse=True)
+
+
+@pytest.mark.parametrize("seed", [10, 12, 13, 16])  # seeds whose runs stop running tests
+def test_a_stop_is_in_flight_exactly_while_the_phase_remembers_it(
+    backing: Backing, seed: int
+) -> None:
+    """After every event, a stop is in flight iff the phase remembers one and has not finished."""
+    clock = ManualClock(1_700_000_000.0)
+    policies = Policies(lost_after=30, lost_expiry=45)
+    engine = Engine(backing.open(), clock=clock, policies=policies, ids=counter_ids())
+    seen = {True: 0, False: 0}
+    wrong: list[LogRecord] = []  # listeners' exceptions are logged, not raised: collect
+
+    def check(record: LogRecord) -> None:
+        state = engine.store.get_test(record.test_id)
+        if state is None:
+            return
+        remembered = state.phase.stop_requested and state.status not in FINISHED
+        if (engine.store.inflight_operation(state.id) is not None) != remembered:
+            wrong.append(record)
+        seen[remembered] += 1
+
+    engine.add_listener(check)
+    _script(engine, clock, seed, 300)
+    assert wrong == []
+    assert seen[True] > 0 and seen[False] > 0
