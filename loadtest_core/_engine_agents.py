@@ -90,20 +90,20 @@ class AgentCommands(EngineCore):
         if agent is not None and now - agent.seen_at >= self.policies.contact_interval:
             self.store.put_agent(dataclasses.replace(agent, seen_at=now))
 
-    def _sign_of_life(self, agent_id: str, now: float) -> None:
+    def _sign_of_life(self, agent_id: str) -> None:
         """Any job call of an agent keeps the leases of every job it holds (spec §2).
 
         Coalesced: within ``contact_every`` of this engine's last look at the
         agent nothing is read or written (a cache whose loss costs one read).
         """
-        looked = self._looked_at
-        last = looked.get(agent_id)
-        if last is not None and now - last < self.policies.contact_interval:
+        now = self.now()
+        looks = self._next_look
+        if now < looks.get(agent_id, -1.0):
             return
         self._seen(self.store.get_agent(agent_id), now)
-        if len(looked) >= _ROWS:
-            looked.clear()
-        looked[agent_id] = now
+        if len(looks) >= _ROWS:
+            looks.clear()
+        looks[agent_id] = now + self.policies.contact_interval
 
     def next_job(self, agent_id: str, *, principal: str | None = None) -> Job | None:
         """Hand the oldest matching CREATED test to an agent as a job, or None.
@@ -197,7 +197,7 @@ class AgentCommands(EngineCore):
 
     def _agent_event(self, job_id: str, agent_id: str, event: Event) -> Outcome:
         """A job-scoped event from an agent: contact; for an unheld CREATED test, its hand-out."""
-        self._sign_of_life(agent_id, self.now())
+        self._sign_of_life(agent_id)
         state, cached = self._current(job_id)
         hand_to = None
         if state.phase.status is _CREATED and state.owner is None:
@@ -229,7 +229,7 @@ class AgentCommands(EngineCore):
 
         None when the caller does not hold the job (nothing happens).
         """
-        self._sign_of_life(agent_id, self.now())
+        self._sign_of_life(agent_id)
         state, cached = self._current(job_id)
         if state.owner != agent_id:
             return None
@@ -238,7 +238,7 @@ class AgentCommands(EngineCore):
     def signal(self, job_id: str, agent_id: str) -> Signal:
         """``JobService.GetSignal``: a poll is contact; the answer is the table's ``SIGNALS``."""
         wait = self.policies.signal_wait
-        self._sign_of_life(agent_id, self.now())
+        self._sign_of_life(agent_id)
         try:
             state, cached = self._current(job_id)
         except NotFound:

@@ -59,7 +59,7 @@ class EngineCore:
         self._ids = ids
         self._last_now = 0.0
         self._listeners: list[Listener] = []
-        self._looked_at: dict[str, float] = {}
+        self._next_look: dict[str, float] = {}  # agent id -> when its next job call is looked at
         self._rows: OrderedDict[str, TestState] | None = (
             None if isinstance(self.store, MemoryStore) else OrderedDict()
         )
