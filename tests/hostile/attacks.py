@@ -61,10 +61,6 @@ def serve(
     ``nofile`` caps the process's open files (as a small machine's default 1,024 would).
     """
 
-    def limit_files() -> None:
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
     stderr = tmp / f"serve-{time.monotonic_ns()}.err"
     with stderr.open("w") as sink:
         proc = subprocess.Popen(
@@ -89,8 +85,11 @@ def serve(
             stderr=sink,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=limit_files,
         )
+    if nofile is not None:
+        # not preexec_fn: it forces a fork of this process, whose gRPC threads' fork
+        # handlers then run in the child before exec (an epoll_wait EBADF abort, seen in CI)
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (nofile, nofile))
     try:
         seen: dict[str, str] = {}
         assert proc.stdout is not None
