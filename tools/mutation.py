@@ -1,6 +1,7 @@
 """Mutation testing of the core modules with mutmut, scored per module group.
 
     python tools/mutation.py run [GROUP ...]     # mutate, test, then print the report
+    python tools/mutation.py run --survivors     # after adding tests: re-check survivors only
     python tools/mutation.py report [--json | --markdown] [--reasons FILE]
 
 ``run`` calls ``mutmut run`` (configured in pyproject.toml's ``[tool.mutmut]``)
@@ -45,7 +46,8 @@ GROUPS: dict[str, list[str]] = {
 KILLED = {1, 3, 36, 37, -24, 24, 152}  # a failing test, a timeout, a type error
 NO_TESTS = {5, 33}
 _NAME = re.compile(r"^(?P<func>.+)__mutmut_(?P<n>\d+)$")
-_TEXT = re.compile(r"""(raise \w+\(|log\.\w+\(|Error\(|"XX|'XX|\(None)""")
+_TEXT_LINE = re.compile(r"""^(raise \w+\(|log\.\w+\(|\w+Error\(|message = |f?["'])""")
+_LITERAL = re.compile(r"""f?"[^"]*"|f?'[^']*'|\bNone\b""")
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,14 @@ def load() -> list[Mutant]:
     return mutants
 
 
+def _text_only(before: str, after: str) -> bool:
+    """A message or log line whose mutant only changed (or emptied) a text, not a field name."""
+    if not _TEXT_LINE.match(before) or _LITERAL.sub("S", before) != _LITERAL.sub("S", after):
+        return False
+    at = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b), 0)
+    return not before[:at].rstrip('"').endswith("field=")
+
+
 def reason_for(m: Mutant, reasons: dict[str, str]) -> str:
     if m.name in reasons:
         return reasons[m.name]
@@ -154,11 +164,8 @@ def reason_for(m: Mutant, reasons: dict[str, str]) -> str:
         return "not checked yet"
     if m.before.startswith("def ") or m.before.startswith("self, "):
         return "a default argument value that every caller passes"
-    if _TEXT.search(m.after) and ("raise" in m.before or "log." in m.before or "(" in m.before):
-        if re.search(r"""["'].*["']|None""", m.before) and (
-            "raise" in m.before or "log." in m.before or "Error(" in m.before
-        ):
-            return "error or log text that no test reads"
+    if _text_only(m.before, m.after):
+        return "error or log text that no test reads"
     return "UNEXPLAINED"
 
 
@@ -181,9 +188,7 @@ def summary(mutants: list[Mutant]) -> dict[str, dict[str, float]]:
 
 def report(fmt: str, reasons_path: Path) -> None:
     mutants = load()
-    reasons: dict[str, str] = (
-        json.loads(reasons_path.read_text()) if reasons_path.exists() else {}
-    )
+    reasons: dict[str, str] = json.loads(reasons_path.read_text()) if reasons_path.exists() else {}
     scores = summary(mutants)
     alive = [m for m in mutants if not m.killed]
     if fmt == "json":
@@ -214,8 +219,14 @@ def report(fmt: str, reasons_path: Path) -> None:
     print(f"{len(alive)} not killed, {len(unexplained)} unexplained")
 
 
-def run(groups: list[str]) -> int:
+def run(groups: list[str], survivors: bool = False) -> int:
+    """``mutmut run`` on the groups' mutants: all of them, or only those not killed last time."""
     globs = [module_glob(p) for g in groups for p in GROUPS[g]]
+    if survivors:
+        globs = [m.name for m in load() if m.group in groups and not m.killed]
+        if not globs:
+            print("no survivors to check again", file=sys.stderr)
+            return 0
     env = {**os.environ, "HYPOTHESIS_PROFILE": "mutation"}
     started = time.monotonic()
     code = subprocess.call(["mutmut", "run", *globs], cwd=ROOT, env=env)
@@ -228,13 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run mutmut on the groups, then report")
     r.add_argument("groups", nargs="*", choices=[*GROUPS, []], default=list(GROUPS))
+    r.add_argument(
+        "--survivors", action="store_true", help="check again only the mutants not killed last time"
+    )
     p = sub.add_parser("report", help="score per group and every survivor")
     p.add_argument("--json", action="store_const", const="json", dest="fmt", default="text")
     p.add_argument("--markdown", action="store_const", const="markdown", dest="fmt")
     p.add_argument("--reasons", type=Path, default=REASONS)
     args = parser.parse_args(argv)
     if args.command == "run":
-        code = run(args.groups or list(GROUPS))
+        code = run(args.groups or list(GROUPS), args.survivors)
         report("text", REASONS)
         return code
     report(args.fmt, args.reasons)
