@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run mutmut on the groups, then report")
-    r.add_argument("groups", nargs="*", choices=[*GROUPS, []], default=list(GROUPS))
+    r.add_argument("groups", nargs="*", metavar="GROUP", help=f"any of {', '.join(GROUPS)}")
     r.add_argument(
         "--survivors", action="store_true", help="check again only the mutants not killed last time"
     )
@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_const", const="markdown", dest="fmt")
     p.add_argument("--reasons", type=Path, default=REASONS)
     args = parser.parse_args(argv)
+    unknown = set(getattr(args, "groups", None) or ()) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown groups {sorted(unknown)}; the groups are {', '.join(GROUPS)}")
     if args.command == "run":
         code = run(args.groups or list(GROUPS), args.survivors)
         report("text", REASONS)
