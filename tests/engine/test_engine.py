@@ -504,3 +504,18 @@ def test_an_empty_upload_is_contact_and_stores_nothing(engine: Engine) -> None:
     test_id = running(engine)
     assert engine.upload(test_id, "agent-1", "trails", []) == 0
     assert engine.upload_usage(test_id) == {}
+
+
+def test_finishing_the_deletion_of_a_test_not_being_deleted_is_rejected(engine: Engine) -> None:
+    """finish_deletion on a RUNNING test raises Rejected with the purge's conflict."""
+    test_id = running(engine)
+    with pytest.raises(Rejected) as caught:
+        engine.finish_deletion(test_id)
+    assert caught.value.outcome.kind is Kind.CONFLICT and caught.value.outcome.event == "purge"
+
+
+def test_events_read_at_most_the_limit(engine: Engine) -> None:
+    """events(limit=n) returns the first n records after the cursor."""
+    running(engine)
+    assert len(engine.events()) > 2
+    assert engine.events(limit=2) == engine.events()[:2]

@@ -200,3 +200,28 @@ def test_another_agents_call_on_a_handed_out_job_binds_nothing(engine: Engine) -
     engine.take_job(test.id, principal="token:a")
     assert engine.job_caller(test.id, "token:b", "agent-2") == "agent-2"
     assert engine.store.job_binding(test.id, "agent-2") is None
+
+
+def test_a_principal_with_a_nul_is_an_invalid_principal(engine: Engine) -> None:
+    """take_job, job_caller and create_config refuse a NUL in the principal, naming the field."""
+    test = engine.create(ANON)
+    calls = [
+        lambda: engine.take_job(test.id, principal="a\x00"),
+        lambda: engine.job_caller(test.id, "a\x00"),
+        lambda: engine.create_config("a: 1\n", principal="a\x00"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgument) as caught:
+            call()
+        assert caught.value.field == "principal"
+
+
+def test_the_agents_own_token_passes_every_check(engine: Engine) -> None:
+    """check_agent, a named job call and a take_job without a token all accept the agent."""
+    agent = engine.register_agent(name="tank", owner="token:a")
+    engine.check_agent(agent.id, "token:a")
+    test = engine.create(for_agent(agent.id))
+    assert engine.job_caller(test.id, "token:a", agent.id) == agent.id
+    assert engine.store.job_binding(test.id, agent.id) == "token:a"
+    other = engine.create(for_agent(agent.id))
+    assert engine.take_job(other.id, agent.id).holder == agent.id

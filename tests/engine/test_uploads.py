@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,3 +234,11 @@ def test_events_over_a_tests_limit_are_refused_after_the_rest_is_kept(
         )
     assert [u.data for u in engine.uploads(fine, "events")] == [{"n": 1}]
     assert [u.data for u in engine.agent_events("agent-1")] == [{"n": 2}]
+
+
+def test_an_event_naming_no_test_id_string_is_the_agents_own(engine: Engine) -> None:
+    """A test id that is not a string names no test: the event is kept for the agent."""
+    running(engine)
+    odd: Any = 7
+    engine.report_events("agent-1", [(odd, {"n": 1})])
+    assert [u.data for u in engine.agent_events("agent-1")] == [{"n": 1}]
