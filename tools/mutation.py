@@ -9,7 +9,8 @@ on the groups' modules with the ``mutation`` hypothesis profile, then reports.
 ``report`` reads mutmut's results in ``mutants/`` and prints, per group, the
 killed mutants over all mutants, then every mutant not killed: module:line, the
 mutated line, and why it survives. The reason comes from ``--reasons`` (a JSON
-object, mutant name -> text; default tools/mutation_reasons.json) or, failing
+object, mutant name -> the mutated line and why; default tools/mutation_reasons.json;
+applied only while the mutant still mutates that line) or, failing
 that, from the mutant's shape (a changed message text, a changed default, no
 test calling it); a survivor with neither is marked UNEXPLAINED.
 
@@ -155,9 +156,10 @@ def _text_only(before: str, after: str) -> bool:
     return not before[:at].rstrip('"').endswith("field=")
 
 
-def reason_for(m: Mutant, reasons: dict[str, str]) -> str:
-    if m.name in reasons:
-        return reasons[m.name]
+def reason_for(m: Mutant, reasons: dict[str, dict[str, str]]) -> str:
+    given = reasons.get(m.name)
+    if given is not None and given["after"] == m.after:  # a renumbered mutant gets no old reason
+        return given["why"]
     if m.exit_code in NO_TESTS:
         return "no selected test calls this function"
     if m.exit_code is None:
@@ -188,7 +190,9 @@ def summary(mutants: list[Mutant]) -> dict[str, dict[str, float]]:
 
 def report(fmt: str, reasons_path: Path) -> None:
     mutants = load()
-    reasons: dict[str, str] = json.loads(reasons_path.read_text()) if reasons_path.exists() else {}
+    reasons: dict[str, dict[str, str]] = {}
+    if reasons_path.exists():
+        reasons = json.loads(reasons_path.read_text())
     scores = summary(mutants)
     alive = [m for m in mutants if not m.killed]
     if fmt == "json":

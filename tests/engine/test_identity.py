@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from loadtest_core import (
@@ -205,7 +207,7 @@ def test_another_agents_call_on_a_handed_out_job_binds_nothing(engine: Engine) -
 def test_a_principal_with_a_nul_is_an_invalid_principal(engine: Engine) -> None:
     """take_job, job_caller and create_config refuse a NUL in the principal, naming the field."""
     test = engine.create(ANON)
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: engine.take_job(test.id, principal="a\x00"),
         lambda: engine.job_caller(test.id, "a\x00"),
         lambda: engine.create_config("a: 1\n", principal="a\x00"),

@@ -177,7 +177,7 @@ def test_cursor_bounds_are_inclusive_and_messages_name_them(engine: Engine) -> N
     test_id = running(engine)
     most = engine.policies.max_page_size
     assert engine.uploads(test_id, "trails", after=2**63 - 1, limit=most) == []
-    refused = [
+    refused: list[tuple[dict[str, Any], str, str]] = [
         ({"after": 2**63}, "after", "after: must be a seq (an integer >= 0)"),
         ({"after": True}, "after", "after: must be a seq (an integer >= 0)"),
         ({"limit": most + 1}, "limit", f"limit: must be an integer in 1..{most}"),
