@@ -693,7 +693,9 @@ def test_uploads_append_in_order_up_to_the_byte_limit(store: Store) -> None:
     assert store.add_uploads("gone", "agent-1", "metrics", 4.0, ('{"x":3}',), 100) == 0
     assert store.upload_usage("gone") == {}
     second = store.add_uploads("t", "agent-2", "trails", 5.0, ('{"y":1}',), 100)
-    assert second is not None and second > 0
+    assert second is not None and [u.seq for u in store.read_uploads("t", "trails", 0, 9)] == [
+        second
+    ]
     assert store.upload_usage("t") == {"metrics": (2, 14), "trails": (1, 7)}
 
 
@@ -705,8 +707,9 @@ def test_agent_events_keep_the_newest_few_per_agent(store: Store) -> None:
     got = store.read_agent_events("agent-1", 0, 10)
     assert [u.data["n"] for u in got] == [1, 2, 3] and got[0].seq == first
     assert {(u.test_id, u.agent_id, u.kind, u.at) for u in got} == {("", "agent-1", "events", 2.5)}
-    store.add_agent_events("agent-1", 3.0, ('{"n":4}',), 2)
-    assert [u.data["n"] for u in store.read_agent_events("agent-1", 0, 10)] == [3, 4]
+    again = store.add_agent_events("agent-1", 3.0, ('{"n":4}',), 2)
+    kept = store.read_agent_events("agent-1", 0, 10)
+    assert [u.data["n"] for u in kept] == [3, 4] and kept[1].seq == again > got[2].seq
     assert [u.data["n"] for u in store.read_agent_events("agent-1", got[2].seq, 1)] == [4]
     assert store.read_agent_events("agent-2", 0, 10) == []
 
