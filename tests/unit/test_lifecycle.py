@@ -153,3 +153,11 @@ def test_a_copy_has_every_field_and_is_independent() -> None:
 def test_the_compiled_table_is_what_compiling_gives() -> None:
     """COMPILED, built at import, equals a fresh compile of the machine and the table."""
     assert _compile() == COMPILED
+
+
+def test_a_claim_of_a_status_no_agent_reports_is_refused() -> None:
+    """Claim refuses CREATED (and the like) as an invalid ``status``, naming it."""
+    with pytest.raises(InvalidArgument) as caught:
+        Claim(A, Status.CREATED)
+    assert caught.value.field == "status"
+    assert caught.value.message == "status: CREATED cannot be claimed by an agent"
