@@ -165,7 +165,7 @@ def reason_for(m: Mutant, reasons: dict[str, dict[str, str]]) -> str:
     if m.exit_code is None:
         return "not checked yet"
     if m.before.startswith("def ") or m.before.startswith("self, "):
-        return "a default argument value that every caller passes"
+        return "a default argument value no test relies on"
     if _text_only(m.before, m.after):
         return "error or log text that no test reads"
     return "UNEXPLAINED"
