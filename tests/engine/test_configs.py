@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from loadtest_core import (
+    Aborted,
     Engine,
     InvalidArgument,
     ManualClock,
+    MemoryStore,
     NotFound,
     Policies,
     SqliteStore,
@@ -118,3 +120,62 @@ def test_the_yaml_size_is_bounded_by_policy(clock: ManualClock) -> None:
     engine = Engine(clock=clock, policies=Policies(config_limit=64))
     with pytest.raises(InvalidArgument, match="limit of 64"):
         engine.create_config(YAML + "# " + "x" * 64 + "\n")
+
+
+def test_config_arguments_are_refused_by_field() -> None:
+    """Bad names, folder ids, config ids and page sizes are InvalidArgument naming the field."""
+    engine = Engine(MemoryStore(), ids=counter_ids())
+    cases: list[tuple[Any, str, str]] = [
+        (lambda: engine.create_config(YAML, name="x" * 257), "name", "at most 256"),
+        (lambda: engine.create_config(YAML, folder_id="f" * 129), "folder_id", "at most 128"),
+        (lambda: engine.get_config(""), "config_id", "config_id: must be a non-empty string"),
+        (lambda: engine.list_configs(page_size=-1), "page_size",
+         "page_size: must be a non-negative integer"),
+        (lambda: engine.list_configs(page_size=True), "page_size", "non-negative integer"),
+    ]  # fmt: skip
+    for call, field, text in cases:
+        with pytest.raises(InvalidArgument) as caught:
+            call()
+        assert caught.value.field == field and text in caught.value.message
+    assert engine.create_config(YAML, folder_id="f" * 128).folder_id == "f" * 128
+
+
+def test_a_config_made_with_defaults_has_empty_name_folder_and_creator() -> None:
+    """create_config without options stores "" for name, folder and creator, under a config id."""
+    engine = Engine(MemoryStore(), ids=counter_ids())
+    config = engine.create_config(YAML)
+    assert (config.id, config.name, config.folder_id, config.created_by) == (
+        "config-000001", "", "", ""
+    )  # fmt: skip
+
+
+def test_a_taken_config_id_is_aborted_and_the_first_kept() -> None:
+    """An id the store already holds is Aborted, naming it; the stored config is unchanged."""
+    engine = Engine(MemoryStore(), ids=lambda kind: "config-1")
+    first = engine.create_config(YAML, name="first")
+    with pytest.raises(Aborted) as caught:
+        engine.create_config(YAML, name="second")
+    assert caught.value.message == "config config-1: the id is already taken"
+    assert engine.get_config("config-1") == first
+
+
+def test_unknown_configs_are_not_found_by_id() -> None:
+    """Getting or deleting an unknown config is NotFound naming it."""
+    engine = Engine(MemoryStore(), ids=counter_ids())
+    for call in (engine.get_config, engine.delete_config):
+        with pytest.raises(NotFound) as caught:
+            call("config-9")
+        assert caught.value.message == "config config-9 not found"
+
+
+def test_a_page_of_exactly_the_rest_has_no_token_and_pages_continue_after_their_last() -> None:
+    """Pages of three continue after the third config; the last page, full or not, ends."""
+    clock = ManualClock(1.0)
+    engine = Engine(MemoryStore(), clock=clock, ids=counter_ids())
+    for i in range(6):
+        engine.create_config(YAML, name=f"c{i}")
+        clock.advance(1)
+    page, token = engine.list_configs(page_size=3)
+    assert [c.name for c in page] == ["c5", "c4", "c3"] and token
+    page, token = engine.list_configs(page_size=3, page_token=token)
+    assert [c.name for c in page] == ["c2", "c1", "c0"] and token == ""

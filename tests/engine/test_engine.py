@@ -455,3 +455,67 @@ def test_a_repeated_id_aborts_the_create_and_changes_nothing(clock: ManualClock)
         engine.create(spec(name="two"))
     assert engine.get(first.id) == first
     assert [r.event for r in engine.events()] == ["create"]
+
+
+def test_a_batch_stop_counts_the_unfinished_and_skips_the_rest(engine: Engine) -> None:
+    """stop_unfinished stops each unfinished test as the principal, after a finished or unknown."""
+    done = running(engine)
+    engine.claim(done, "agent-1", Status.DONE)
+    one, two = running(engine), running(engine)
+    assert engine.stop_unfinished([done, "test-404", one, two], principal="bob") == 2
+    assert engine.state(one).status is Status.STOPPING is engine.state(two).status
+    stops = [r for r in engine.events() if r.event == "stop"]
+    assert [(r.test_id, r.actor) for r in stops] == [(one, "bob"), (two, "bob")]
+    assert engine.stop_unfinished([one, two]) == 2  # STOPPING counts, nothing written
+    assert len([r for r in engine.events() if r.event == "stop"]) == 2
+
+
+def test_unknown_operations_and_agents_are_not_found_and_ids_are_checked(engine: Engine) -> None:
+    """get_operation checks the ``operation_id`` field; get_agent reads what register stored."""
+    with pytest.raises(InvalidArgument) as caught:
+        engine.get_operation("")
+    assert caught.value.field == "operation_id"
+    with pytest.raises(NotFound, match="operation op-9 not found"):
+        engine.get_operation("op-9")
+    agent = engine.register_agent(name="tank")
+    assert engine.get_agent(agent.id) == agent
+    with pytest.raises(NotFound, match="agent agent-404 not found"):
+        engine.get_agent("agent-404")
+
+
+def test_contact_from_the_holder_recovers_a_lost_test_and_marks_the_agent_seen(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """contact returns the accepted recovery of a LOST test and records the agent's sign of life."""
+    agent = engine.register_agent(name="tank", agent_id="agent-1")
+    test_id = running(engine)
+    clock.advance(31)
+    engine.tick()
+    assert engine.state(test_id).status is Status.LOST
+    clock.advance(1)
+    outcome = engine.contact(test_id, "agent-1")
+    assert outcome is not None and outcome.kind is Kind.ACCEPTED and outcome.to is Status.RUNNING
+    assert engine.get_agent(agent.id).seen_at == clock.now()
+    assert engine.contact(test_id, "agent-2") is None
+
+
+def test_an_empty_upload_is_contact_and_stores_nothing(engine: Engine) -> None:
+    """Uploading no items returns seq 0 and stores nothing."""
+    test_id = running(engine)
+    assert engine.upload(test_id, "agent-1", "trails", []) == 0
+    assert engine.upload_usage(test_id) == {}
+
+
+def test_finishing_the_deletion_of_a_test_not_being_deleted_is_rejected(engine: Engine) -> None:
+    """finish_deletion on a RUNNING test raises Rejected with the purge's conflict."""
+    test_id = running(engine)
+    with pytest.raises(Rejected) as caught:
+        engine.finish_deletion(test_id)
+    assert caught.value.outcome.kind is Kind.CONFLICT and caught.value.outcome.event == "purge"
+
+
+def test_events_read_at_most_the_limit(engine: Engine) -> None:
+    """events(limit=n) returns the first n records after the cursor."""
+    running(engine)
+    assert len(engine.events()) > 2
+    assert engine.events(limit=2) == engine.events()[:2]

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from loadtest_core import Engine, Kind, ManualClock, MemoryStore, NotFound, PermissionDenied, Status
+from loadtest_core import (
+    Engine,
+    InvalidArgument,
+    Kind,
+    ManualClock,
+    MemoryStore,
+    NotFound,
+    PermissionDenied,
+    Status,
+)
 from tests.engine.conftest import EXACT, counter_ids
 
 ANON = {"configurations": [{"agent_selector": {"anonymous_agent": True}}]}
@@ -117,3 +128,102 @@ def test_an_anonymous_job_call_is_contact_for_its_lease(engine: Engine, clock: M
         engine.contact(test.id, holder)
         engine.tick()
     assert engine.job_holder(test.id) == holder
+
+
+def test_take_job_checks_a_named_agents_token_and_marks_it_seen(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A named take_job refuses another token, naming the agent, and records the agent as seen."""
+    agent = engine.register_agent(name="tank", owner="token:a")
+    test = engine.create(for_agent(agent.id))
+    with pytest.raises(PermissionDenied) as caught:
+        engine.take_job(test.id, agent.id, principal="token:b")
+    assert caught.value.message == f"agent {agent.id} registered with another agent token"
+    clock.advance(5)
+    job = engine.take_job(test.id, agent.id, principal="token:a")
+    assert job.id == test.id and job.holder == agent.id
+    assert engine.get_agent(agent.id).seen_at == clock.now()
+
+
+def test_take_job_refuses_an_empty_agent_id(engine: Engine) -> None:
+    """An empty agent id is not "no agent": it is an invalid ``agent_id``."""
+    test = engine.create(ANON)
+    with pytest.raises(InvalidArgument) as caught:
+        engine.take_job(test.id, "")
+    assert caught.value.field == "agent_id"
+
+
+def test_taking_a_held_job_again_renews_its_lease(engine: Engine, clock: ManualClock) -> None:
+    """The holder asking again for its CREATED job is contact: the lease counts from now."""
+    test = engine.create(for_agent("agent-1"))
+    engine.take_job(test.id, "agent-1")
+    clock.advance(7)
+    again = engine.take_job(test.id, "agent-1")
+    assert again.id == test.id and again.holder == "agent-1"
+    assert engine.state(test.id).contact_at == clock.now()
+
+
+def test_take_job_matches_a_filter_against_the_registered_agent(engine: Engine) -> None:
+    """A selector by filter is matched against the named agent's registered labels."""
+    agent = engine.register_agent(name="tank", labels={"pool": "a"})
+    selector = {"match_by_filter": 'labels.pool = "a"'}
+    test = engine.create({"configurations": [{"agent_selector": selector}]})
+    assert engine.take_job(test.id, agent.id).holder == agent.id
+
+
+def test_a_job_call_for_an_agent_of_another_token_is_refused(engine: Engine) -> None:
+    """job_caller naming an agent registered with another token is PermissionDenied."""
+    agent = engine.register_agent(name="tank", owner="token:a")
+    test = engine.create(for_agent(agent.id))
+    with pytest.raises(PermissionDenied, match=agent.id):
+        engine.job_caller(test.id, "token:b", agent.id)
+    assert engine.store.job_binding(test.id, agent.id) is None
+
+
+def test_a_call_without_an_agent_on_an_unheld_named_job_is_not_found(engine: Engine) -> None:
+    """Only an anonymous job is taken by a call naming no agent; another says not handed out."""
+    test = engine.create(for_agent("agent-1"))
+    with pytest.raises(NotFound) as caught:
+        engine.job_caller(test.id, "token:a")
+    assert caught.value.message == f"job {test.id} was not handed out"
+
+
+def test_an_anonymous_job_call_binds_the_callers_token(engine: Engine) -> None:
+    """A call without an agent that takes an anonymous job binds the caller's token to it."""
+    test = engine.create(ANON)
+    holder = engine.job_caller(test.id, "token:a")
+    assert holder == f"anonymous-{test.id}"
+    assert engine.store.job_binding(test.id, holder) == "token:a"
+
+
+def test_another_agents_call_on_a_handed_out_job_binds_nothing(engine: Engine) -> None:
+    """Only an unheld CREATED job is bound to a calling agent; a held one keeps its holder's."""
+    test = engine.create(ANON)
+    engine.take_job(test.id, principal="token:a")
+    assert engine.job_caller(test.id, "token:b", "agent-2") == "agent-2"
+    assert engine.store.job_binding(test.id, "agent-2") is None
+
+
+def test_a_principal_with_a_nul_is_an_invalid_principal(engine: Engine) -> None:
+    """take_job, job_caller and create_config refuse a NUL in the principal, naming the field."""
+    test = engine.create(ANON)
+    calls: list[Callable[[], object]] = [
+        lambda: engine.take_job(test.id, principal="a\x00"),
+        lambda: engine.job_caller(test.id, "a\x00"),
+        lambda: engine.create_config("a: 1\n", principal="a\x00"),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgument) as caught:
+            call()
+        assert caught.value.field == "principal"
+
+
+def test_the_agents_own_token_passes_every_check(engine: Engine) -> None:
+    """check_agent, a named job call and a take_job without a token all accept the agent."""
+    agent = engine.register_agent(name="tank", owner="token:a")
+    engine.check_agent(agent.id, "token:a")
+    test = engine.create(for_agent(agent.id))
+    assert engine.job_caller(test.id, "token:a", agent.id) == agent.id
+    assert engine.store.job_binding(test.id, agent.id) == "token:a"
+    other = engine.create(for_agent(agent.id))
+    assert engine.take_job(other.id, agent.id).holder == agent.id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,75 @@ def test_items_must_be_json(engine: Engine) -> None:
     test_id = running(engine)
     with pytest.raises(InvalidArgument):
         engine.upload(test_id, "agent-1", "trails", [{"x": float("nan")}])
+
+
+def test_cursor_bounds_are_inclusive_and_messages_name_them(engine: Engine) -> None:
+    """after runs 0..2**63-1 and limit 1..max_page_size; outside (or a bool) is refused by field."""
+    test_id = running(engine)
+    most = engine.policies.max_page_size
+    assert engine.uploads(test_id, "trails", after=2**63 - 1, limit=most) == []
+    refused: list[tuple[dict[str, Any], str, str]] = [
+        ({"after": 2**63}, "after", "after: must be a seq (an integer >= 0)"),
+        ({"after": True}, "after", "after: must be a seq (an integer >= 0)"),
+        ({"limit": most + 1}, "limit", f"limit: must be an integer in 1..{most}"),
+        ({"limit": True}, "limit", f"limit: must be an integer in 1..{most}"),
+    ]
+    for kwargs, field, message in refused:
+        with pytest.raises(InvalidArgument) as caught:
+            engine.uploads(test_id, "trails", **kwargs)
+        assert (caught.value.field, caught.value.message) == (field, message)
+
+
+def test_reads_return_a_hundred_items_unless_asked_otherwise(engine: Engine) -> None:
+    """uploads and agent_events read 100 items by default."""
+    test_id = running(engine)
+    engine.upload(test_id, "agent-1", "trails", [TRAIL] * 101)
+    engine.report_events("agent-1", [("", {"n": i}) for i in range(101)])
+    assert len(engine.uploads(test_id, "trails")) == 100
+    assert len(engine.agent_events("agent-1")) == 100
+
+
+def test_event_reports_and_reads_need_an_agent_id(engine: Engine) -> None:
+    """report_events and agent_events refuse an empty agent id as the ``agent_id`` field."""
+    with pytest.raises(InvalidArgument) as caught:
+        engine.report_events("", [("", {"n": 1})])
+    assert caught.value.field == "agent_id"
+    assert caught.value.message == "agent_id: must be a non-empty string"
+    with pytest.raises(InvalidArgument) as caught:
+        engine.agent_events("")
+    assert caught.value.field == "agent_id"
+
+
+def test_an_upload_from_another_agent_is_rejected_as_not_the_holder(engine: Engine) -> None:
+    """The refusal is a conflict on ``upload`` that leaves the status as it is."""
+    test_id = running(engine)
+    with pytest.raises(Rejected) as caught:
+        engine.upload(test_id, "agent-2", "trails", [TRAIL])
+    outcome = caught.value.outcome
+    assert (outcome.kind, outcome.event, outcome.status, outcome.to) == (
+        Kind.CONFLICT, "upload", Status.RUNNING, Status.RUNNING
+    )  # fmt: skip
+    assert outcome.reason == "the job belongs to another agent"
+
+
+def test_events_over_a_tests_limit_are_refused_after_the_rest_is_kept(
+    store: Store, clock: ManualClock
+) -> None:
+    """The first refusal is raised once the agent's own events and other tests' are stored."""
+    engine = make(store, clock, upload_limit=40)
+    full, fine = running(engine), running(engine)
+    engine.upload(full, "agent-1", "events", [{"pad": "x" * 20}])
+    with pytest.raises(LimitExceeded, match=full):
+        engine.report_events(
+            "agent-1", [(full, {"pad": "y" * 30}), (fine, {"n": 1}), ("", {"n": 2})]
+        )
+    assert [u.data for u in engine.uploads(fine, "events")] == [{"n": 1}]
+    assert [u.data for u in engine.agent_events("agent-1")] == [{"n": 2}]
+
+
+def test_an_event_naming_no_test_id_string_is_the_agents_own(engine: Engine) -> None:
+    """A test id that is not a string names no test: the event is kept for the agent."""
+    running(engine)
+    odd: Any = 7
+    engine.report_events("agent-1", [(odd, {"n": 1})])
+    assert [u.data for u in engine.agent_events("agent-1")] == [{"n": 1}]

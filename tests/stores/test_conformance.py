@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from loadtest_core import (
     FINISHED,
     AgentRecord,
     Commit,
+    ConfigRecord,
     LogRecord,
     MemoryStore,
     SqliteStore,
@@ -620,3 +622,106 @@ def test_a_spec_reads_back_the_same_with_or_without_the_spec_cache(shared: Backi
     assert cached.spec is SPEC and parsed.spec == SPEC
     assert row(cached) == row(parsed)
     assert [s.spec for s in store.pending_tests("agent", "agent-1", "x", 5)] == [SPEC]
+
+
+# --- configs, job bindings, uploads, agent events, dropped marks ---------------------------
+
+
+def _config(config_id: str, folder: str, at: float) -> ConfigRecord:
+    return ConfigRecord(config_id, folder, f"name-{config_id}", "a: 1\n", '{"a":1}', at, "alice")
+
+
+def test_configs_are_kept_by_id_and_listed_newest_first(store: Store) -> None:
+    """Configs read back whole; listing goes by (created_at, id) descending, per folder."""
+    c1, c2, c3, c4 = (_config("c1", "f", 1.0), _config("c2", "f", 2.0), _config("c3", "g", 2.0),
+                      _config("c4", "f", 2.0))  # fmt: skip
+    for c in (c3, c1, c4, c2):
+        store.put_config(c)
+    with pytest.raises(VersionConflict):
+        store.put_config(_config("c1", "h", 9.0))
+    assert store.get_config("c1") == c1 and store.get_config("c9") is None
+    assert store.list_configs(None, None, 10) == [c4, c3, c2, c1]
+    assert store.list_configs("f", None, 10) == [c4, c2, c1]
+    assert store.list_configs("f", None, 2) == [c4, c2]
+    assert store.list_configs("f", (2.0, "c3"), 10) == [c2, c1]
+    assert store.list_configs(None, (2.0, "c4"), 10) == [c3, c2, c1]
+    assert store.list_configs("nope", None, 10) == []
+
+
+def test_a_deleted_config_still_reads_but_is_not_listed(store: Store) -> None:
+    """delete_config marks the time once; the config reads back with it and leaves the listing."""
+    c1, c2 = _config("c1", "f", 1.0), _config("c2", "f", 2.0)
+    store.put_config(c1)
+    store.put_config(c2)
+    assert store.delete_config("c2", 5.5) is True
+    assert store.delete_config("c2", 6.0) is False
+    assert store.delete_config("c9", 6.0) is False
+    assert store.get_config("c2") == dataclasses.replace(c2, deleted_at=5.5)
+    assert store.list_configs("f", None, 10) == [c1]
+
+
+def test_a_job_binding_is_kept_per_agent_and_replaced(store: Store) -> None:
+    """bind_job keeps one principal per (test, agent), the last one bound."""
+    _insert(store, "t", 1.0)
+    _insert(store, "u", 1.0)
+    store.bind_job("t", "agent-1", "alice")
+    store.bind_job("t", "agent-1", "bob")
+    store.bind_job("u", "agent-2", "carol")
+    assert store.job_binding("t", "agent-1") == "bob"
+    assert store.job_binding("t", "agent-2") is None
+    assert store.job_binding("u", "agent-2") == "carol"
+    assert store.job_binding("v", "agent-1") is None
+
+
+def test_uploads_append_in_order_up_to_the_byte_limit(store: Store) -> None:
+    """Items get rising seqs from the returned first; the limit is inclusive; past it, none."""
+    _insert(store, "t", 1.0)
+    items = ('{"x":1}', '{"x":2}')
+    first = store.add_uploads("t", "agent-1", "metrics", 3.5, items, 14)
+    assert first is not None and first > 0
+    got = store.read_uploads("t", "metrics", 0, 10)
+    assert [u.data for u in got] == [{"x": 1}, {"x": 2}]
+    assert got[0].seq == first and got[1].seq > first
+    assert {(u.test_id, u.agent_id, u.kind, u.at) for u in got} == {
+        ("t", "agent-1", "metrics", 3.5)
+    }
+    assert store.add_uploads("t", "agent-1", "metrics", 4.0, ('{"x":3}',), 20) is None
+    assert store.upload_usage("t") == {"metrics": (2, 14)}
+    assert store.read_uploads("t", "metrics", first, 10) == got[1:]
+    assert store.read_uploads("t", "metrics", 0, 1) == got[:1]
+    assert store.read_uploads("t", "events", 0, 10) == []
+    assert store.add_uploads("gone", "agent-1", "metrics", 4.0, ('{"x":3}',), 100) == 0
+    assert store.upload_usage("gone") == {}
+    second = store.add_uploads("t", "agent-2", "trails", 5.0, ('{"y":1}',), 100)
+    assert second is not None and [u.seq for u in store.read_uploads("t", "trails", 0, 9)] == [
+        second
+    ]
+    assert store.upload_usage("t") == {"metrics": (2, 14), "trails": (1, 7)}
+
+
+def test_agent_events_keep_the_newest_few_per_agent(store: Store) -> None:
+    """add_agent_events returns the first seq and keeps only each agent's newest ``keep``."""
+    items = ('{"n":1}', '{"n":2}', '{"n":3}')
+    first = store.add_agent_events("agent-1", 2.5, items, 3)
+    assert first > 0
+    got = store.read_agent_events("agent-1", 0, 10)
+    assert [u.data["n"] for u in got] == [1, 2, 3] and got[0].seq == first
+    assert {(u.test_id, u.agent_id, u.kind, u.at) for u in got} == {("", "agent-1", "events", 2.5)}
+    again = store.add_agent_events("agent-1", 3.0, ('{"n":4}',), 2)
+    kept = store.read_agent_events("agent-1", 0, 10)
+    assert [u.data["n"] for u in kept] == [3, 4] and kept[1].seq == again > got[2].seq
+    assert [u.data["n"] for u in store.read_agent_events("agent-1", got[2].seq, 1)] == [4]
+    assert store.read_agent_events("agent-2", 0, 10) == []
+
+
+def test_dropped_marks_name_stored_tests_and_go_with_them(store: Store) -> None:
+    """mark_dropped records only tests that exist, per agent; removing a test drops its marks."""
+    _insert(store, "t", 1.0)
+    _insert(store, "u", 1.0)
+    store.mark_dropped("agent-1", ("t", "u", "missing"))
+    store.mark_dropped("agent-2", ("t",))
+    assert store.dropped_jobs("agent-1") == frozenset({"t", "u"})
+    assert store.dropped_jobs("agent-3") == frozenset()
+    store.commit(Commit("t", 1, remove=True))
+    assert store.dropped_jobs("agent-1") == frozenset({"u"})
+    assert store.dropped_jobs("agent-2") == frozenset()

@@ -23,6 +23,7 @@ from loadtest_core import (
     Event,
     Expire,
     Imbalance,
+    InvalidArgument,
     Kind,
     Lose,
     Purge,
@@ -33,7 +34,16 @@ from loadtest_core import (
     apply,
 )
 from loadtest_core._machine import PhaseHolder, build_machine
-from loadtest_core._table import PHASES, RULES
+from loadtest_core._table import (
+    _AGENT_COLUMNS,
+    _COMMAND_COLUMNS,
+    AGENT_GRID,
+    COMMAND_GRID,
+    PHASES,
+    RULES,
+    _read,
+    claim_trigger,
+)
 
 A = "agent-1"
 S = Status
@@ -258,3 +268,43 @@ def test_the_table_has_one_rule_per_pair() -> None:
     """RULES holds each (phase, trigger) pair exactly once: 32 x 18."""
     pairs = [(r.source.name, r.trigger) for r in RULES]
     assert len(pairs) == len(set(pairs)) == 32 * 18
+
+
+def test_reading_the_grids_again_gives_the_rules() -> None:
+    """RULES, read at import, equals a fresh read of both grids (reasons and groups included)."""
+    again = _read(AGENT_GRID, _AGENT_COLUMNS) + _read(COMMAND_GRID, _COMMAND_COLUMNS)
+    assert again == list(RULES)
+
+
+def test_a_label_before_a_rows_cells_is_skipped() -> None:
+    """A first cell ending in a colon labels the row and is not read as a trigger's cell."""
+    labelled = COMMAND_GRID.replace("CREATED                       | ",
+                                    "CREATED                       | row: ")  # fmt: skip
+    assert _read(labelled, _COMMAND_COLUMNS) == _read(COMMAND_GRID, _COMMAND_COLUMNS)
+
+
+def test_a_row_with_a_cell_too_few_is_refused() -> None:
+    """A row whose cell count differs from the trigger count fails the read, naming the phase."""
+    short = COMMAND_GRID.replace("!inactive !unlost DEL      !undeleted\nINITIATED",
+                                 "!inactive !unlost DEL\nINITIATED")  # fmt: skip
+    with pytest.raises(ValueError, match=r"^CREATED: 4 cells for 5 triggers$"):
+        _read(short, _COMMAND_COLUMNS)
+
+
+def test_rows_out_of_phase_order_are_refused() -> None:
+    """A grid whose rows are not the phases in PHASE_LIST order fails the read."""
+    header, *rows = COMMAND_GRID.strip().splitlines()
+    swapped = "\n".join([header, rows[1], rows[0], *rows[2:]])
+    with pytest.raises(
+        ValueError, match=r"^every phase needs exactly one row, in PHASE_LIST order$"
+    ):
+        _read(swapped, _COMMAND_COLUMNS)
+
+
+def test_only_a_stage_or_an_outcome_has_a_claim_trigger() -> None:
+    """claim_trigger refuses a status no agent claims as an invalid ``status`` argument."""
+    assert claim_trigger(S.RUNNING) is Trigger.CLAIM_RUNNING
+    with pytest.raises(InvalidArgument) as caught:
+        claim_trigger(S.CREATED)
+    assert caught.value.field == "status"
+    assert caught.value.message == "status: CREATED cannot be claimed by an agent"
