@@ -161,3 +161,10 @@ def test_a_claim_of_a_status_no_agent_reports_is_refused() -> None:
         Claim(A, Status.CREATED)
     assert caught.value.field == "status"
     assert caught.value.message == "status: CREATED cannot be claimed by an agent"
+
+
+def test_a_new_state_has_no_creator_unless_given() -> None:
+    """A state built from an id and a time alone names no creator."""
+    state = TestState("t1", 0.0)
+    assert state.created_by == ""
+    assert TestState("t2", 0.0, "alice").created_by == "alice"
