@@ -276,3 +276,15 @@ def test_any_job_call_keeps_the_agents_other_hand_outs(
         current.tick()
     assert current.next_job("a2") is None
     assert current.job_holder(waiting) == "a1"
+
+
+def test_an_agents_sign_of_life_is_written_once_per_contact_interval(clock: ManualClock) -> None:
+    """An agent's seen time moves only when contact_every has passed since the stored one."""
+    engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30), ids=counter_ids())
+    start = engine.register_agent(agent_id="a1").seen_at
+    clock.advance(2.9)
+    engine.next_job("a1")
+    assert engine.get_agent("a1").seen_at == start
+    clock.set(start + 3.0)  # contact_every (lost_after / 10) has passed exactly
+    engine.next_job("a1")
+    assert engine.get_agent("a1").seen_at == start + 3.0
