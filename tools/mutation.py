@@ -49,6 +49,9 @@ NO_TESTS = {5, 33}
 _NAME = re.compile(r"^(?P<func>.+)__mutmut_(?P<n>\d+)$")
 _TEXT_LINE = re.compile(r"""^(raise \w+\(|log\.\w+\(|\w+Error\(|message = |f?["'])""")
 _LITERAL = re.compile(r"""f?"[^"]*"|f?'[^']*'|\bNone\b""")
+_SQL_WORD = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|VALUES|ORDER BY|SET|JOIN)\b")
+_SQL_VALUE = re.compile(r"'[^']*'")
+SQL_CASE = "equivalent: SQL keywords and unquoted names are case-insensitive"
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,21 @@ def _text_only(before: str, after: str) -> bool:
     return not before[:at].rstrip('"').endswith("field=")
 
 
+def _sql_case_only(before: str, after: str) -> bool:
+    """A SQL statement's text changed only in letter case, outside its quoted values.
+
+    SQLite and PostgreSQL read keywords and unquoted table and column names alike in
+    any case, so such a mutant runs the same statement; a quoted value ('events')
+    is data, and a change to it is not equivalent.
+    """
+    return (
+        before != after
+        and before.lower() == after.lower()
+        and _SQL_WORD.search(before) is not None
+        and _SQL_VALUE.findall(before) == _SQL_VALUE.findall(after)
+    )
+
+
 def reason_for(m: Mutant, reasons: dict[str, dict[str, str]]) -> str:
     given = reasons.get(m.name)
     if given is not None and given["after"] == m.after:  # a renumbered mutant gets no old reason
@@ -166,22 +184,34 @@ def reason_for(m: Mutant, reasons: dict[str, dict[str, str]]) -> str:
         return "not checked yet"
     if m.before.startswith("def ") or m.before.startswith("self, "):
         return "a default argument value no test relies on"
+    if _sql_case_only(m.before, m.after):
+        return SQL_CASE
     if _text_only(m.before, m.after):
         return "error or log text that no test reads"
     return "UNEXPLAINED"
 
 
-def summary(mutants: list[Mutant]) -> dict[str, dict[str, float]]:
+Reasons = dict[str, dict[str, str]]
+
+
+def summary(mutants: list[Mutant], reasons: Reasons) -> dict[str, dict[str, float]]:
+    """Per group: killed over all mutants, and the mutation score, killed over the
+    mutants that are not equivalent (each with its reason)."""
     out: dict[str, dict[str, float]] = {}
     for group in GROUPS:
         ms = [m for m in mutants if m.group == group]
         if not ms:
             continue
         killed = sum(m.killed for m in ms)
+        equivalent = sum(
+            not m.killed and reason_for(m, reasons).startswith("equivalent") for m in ms
+        )
         out[group] = {
             "killed": killed,
             "total": len(ms),
             "percent": round(100 * killed / len(ms), 1),
+            "equivalent": equivalent,
+            "score": round(100 * killed / max(1, len(ms) - equivalent), 1),
             "no_tests": sum(m.exit_code in NO_TESTS for m in ms),
             "not_checked": sum(m.exit_code is None for m in ms),
         }
@@ -193,7 +223,7 @@ def report(fmt: str, reasons_path: Path) -> None:
     reasons: dict[str, dict[str, str]] = {}
     if reasons_path.exists():
         reasons = json.loads(reasons_path.read_text())
-    scores = summary(mutants)
+    scores = summary(mutants, reasons)
     alive = [m for m in mutants if not m.killed]
     if fmt == "json":
         rows = [
@@ -204,9 +234,15 @@ def report(fmt: str, reasons_path: Path) -> None:
         print(json.dumps({"groups": scores, "survivors": rows}, indent=1))
         return
     if fmt == "markdown":
-        print("| group | killed / total | % |\n| --- | --- | --- |")
+        print(
+            "| group | killed / total | % | equivalent | score: killed / (total - equivalent) |\n"
+            "| --- | --- | --- | --- | --- |"
+        )
         for g, s in scores.items():
-            print(f"| {g} | {s['killed']:.0f} / {s['total']:.0f} | {s['percent']} |")
+            print(
+                f"| {g} | {s['killed']:.0f} / {s['total']:.0f} | {s['percent']} "
+                f"| {s['equivalent']:.0f} | {s['score']} % |"
+            )
         print("\n| where | mutant | mutation | why it survives |\n| --- | --- | --- | --- |")
         for m in alive:
             short = m.name.rsplit(".", 1)[-1].replace("ǁ", ".")
@@ -216,7 +252,10 @@ def report(fmt: str, reasons_path: Path) -> None:
     for g, s in scores.items():
         extra = f", {s['no_tests']:.0f} without tests" if s["no_tests"] else ""
         extra += f", {s['not_checked']:.0f} not checked" if s["not_checked"] else ""
-        print(f"{g:10} {s['killed']:5.0f} / {s['total']:5.0f} killed  {s['percent']:5.1f} %{extra}")
+        print(
+            f"{g:10} {s['killed']:5.0f} / {s['total']:5.0f} killed  {s['percent']:5.1f} %"
+            f"  score {s['score']:5.1f} % ({s['equivalent']:.0f} equivalent){extra}"
+        )
     unexplained = [m for m in alive if reason_for(m, reasons) == "UNEXPLAINED"]
     for m in unexplained:
         print(f"  UNEXPLAINED {m.path}:{m.line} {m.name}\n      - {m.before}\n      + {m.after}")
