@@ -95,11 +95,11 @@ def test_stale_stamp_writes_nothing(store: Store) -> None:
     moved = _next(store, "a")
     moved.stamp = 8
     op = StopOperation("op9", "a", 1.0, "u", 1.0)
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match="test a:"):
         store.commit(Commit("a", 7, test=moved, operations=(op,), records=(record("a", 8),)))
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match="test a:"):
         store.commit(Commit("a", 7, remove=True, records=(record("a", 8),)))
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match="test a:"):
         store.commit(Commit("a", 7, operations=(op,), records=(record("a", 8),)))
     assert dump(store) == before and store.get_operation("op9") is None
 
@@ -110,7 +110,7 @@ def test_insert_of_an_existing_id_is_a_conflict(store: Store) -> None:
     before = dump(store)
     again = TestState("a", 2.0)
     again.stamp = 1
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match="test a:"):
         store.commit(Commit("a", 0, test=again, records=(record("a", 1, "create"),)))
     assert dump(store) == before
     assert store.tests_with_tag("plan_id", "1") == ["a"]
@@ -127,7 +127,7 @@ def test_records_only_commit_checks_the_stamp(store: Store) -> None:
     assert [r.event for r in store.read_log()] == ["note"]
     with pytest.raises(VersionConflict):
         store.commit(Commit("a", 2, records=(record("a", 2, "note"),)))
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match="test nobody:"):
         store.commit(Commit("nobody", 1, records=(record("nobody", 2, "note"),)))
     assert len(store.read_log()) == 1
 
@@ -168,7 +168,7 @@ def test_a_write_must_advance_the_stamp_by_one(store: Store) -> None:
 
 def test_a_commit_at_stamp_zero_without_a_test_is_refused(store: Store) -> None:
     """Stamp 0 means an insert: with no test to insert it is a StoreError and writes nothing."""
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StoreError, match="test x:") as info:
         store.commit(Commit("x", 0, records=(record("x", 1, "note"),)))
     assert not isinstance(info.value, VersionConflict)
     assert store.read_log() == [] and store.get_test("x") is None
@@ -190,9 +190,18 @@ def test_several_records_in_one_commit_keep_their_order(store: Store) -> None:
     store.commit(Commit("a", 1, records=records))
     work = _next(store, "a")
     store.commit(Commit("a", 1, test=work, records=records[:3]))
+    store.append_log(records[:2])
     log = store.read_log()
-    assert [r.seq for r in log] == list(range(1, 17))
-    assert [r.event for r in log] == ["first", *(r.event for r in records), "r0", "r1", "r2"]
+    assert [r.seq for r in log] == list(range(1, 19))
+    assert [r.event for r in log] == [
+        "first",
+        *(r.event for r in records),
+        "r0",
+        "r1",
+        "r2",
+        "r0",
+        "r1",
+    ]
 
 
 # --- log, operations, agents -----------------------------------------------------------
@@ -637,7 +646,7 @@ def test_configs_are_kept_by_id_and_listed_newest_first(store: Store) -> None:
                       _config("c4", "f", 2.0))  # fmt: skip
     for c in (c3, c1, c4, c2):
         store.put_config(c)
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match="config c1:"):
         store.put_config(_config("c1", "h", 9.0))
     assert store.get_config("c1") == c1 and store.get_config("c9") is None
     assert store.list_configs(None, None, 10) == [c4, c3, c2, c1]
@@ -697,6 +706,15 @@ def test_uploads_append_in_order_up_to_the_byte_limit(store: Store) -> None:
         second
     ]
     assert store.upload_usage("t") == {"metrics": (2, 14), "trails": (1, 7)}
+
+
+def test_appending_no_items_writes_nothing_and_returns_zero(store: Store) -> None:
+    """An empty batch of uploads or agent events returns 0 as its first seq and stores nothing."""
+    _insert(store, "t", 1.0)
+    assert store.add_uploads("t", "agent-1", "metrics", 2.0, (), 100) == 0
+    assert store.read_uploads("t", "metrics", 0, 10) == []
+    assert store.add_agent_events("agent-1", 2.0, (), 5) == 0
+    assert store.read_agent_events("agent-1", 0, 10) == []
 
 
 def test_agent_events_keep_the_newest_few_per_agent(store: Store) -> None:

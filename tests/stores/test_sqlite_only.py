@@ -8,10 +8,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loadtest_core import (
+    AgentRecord,
+    Commit,
     Engine,
     Kind,
     ManualClock,
@@ -20,6 +23,9 @@ from loadtest_core import (
     Status,
     StoreError,
     StoreUnavailable,
+    TestState,
+    VersionConflict,
+    _sqlite,
 )
 from loadtest_core._rows import record_row
 from loadtest_core._sqlite import _INSERT_EVENT, MIGRATIONS
@@ -140,6 +146,8 @@ def test_migration_from_a_version_one_file_with_data(tmp_path: Path) -> None:
     assert pend.due_at is None and done.due_at is None
     assert run.due_at is not None and run.due_at >= before  # looked at on the first tick
     assert run.contact_at >= before  # a full lost_after of grace from the upgrade
+    assert (pend.contact_at, done.contact_at) == (100.0, 99.5)  # last sign of life: start or create
+    assert (pend.entered_at, run.entered_at, done.entered_at) == (100.0, 102.0, 103.0)
     assert store.tests_with_tag("p", "1") == ["pend"]
     assert [s.id for s in store.pending_tests("agent", "agent-9", "agent-9", 5)] == ["pend"]
     assert [s.id for s in store.active_tests_of("agent-1")] == ["run"]
@@ -155,6 +163,37 @@ def test_migration_from_a_version_one_file_with_data(tmp_path: Path) -> None:
     assert engine.claim("run", "agent-1", Status.DONE).kind is Kind.ACCEPTED
     store.close()
     assert SqliteStore(path).get_test("run") is not None  # reopening migrates nothing twice
+
+
+def _index_columns(path: Path, test_id: str) -> tuple[str, str]:
+    db = sqlite3.connect(path)
+    try:
+        sql = "SELECT sel_kind, sel_value FROM tests WHERE id = ?"
+        kind, value = db.execute(sql, (test_id,)).fetchone()
+        return str(kind), str(value)
+    finally:
+        db.close()
+
+
+def test_a_migrated_test_without_a_spec_is_indexed_as_a_new_one_is(tmp_path: Path) -> None:
+    """A schema-1 test with no spec gets the selector columns a spec-less insert gets, no tags."""
+    path = tmp_path / "v1.db"
+    _v1_file(path)
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO tests (id, phase, version, created_at, created_by, error, rank) "
+        "VALUES ('bare', 'CREATED', 1, 98.0, 'alice', '', 0)"
+    )
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    fresh = TestState("fresh", 98.5)
+    fresh.stamp = 1
+    store.commit(Commit("fresh", 0, fresh))
+    bare = store.get_test("bare")
+    assert bare is not None and bare.spec is None and bare.stamp == 1
+    assert _index_columns(path, "bare") == _index_columns(path, "fresh") == ("none", "")
+    store.close()
 
 
 def _v3_file_with_log(path: Path, delete_newest: bool = False) -> None:
@@ -263,8 +302,9 @@ def test_removed_file_makes_writes_unavailable_and_probe_say_so(tmp_path: Path) 
     store, engine, path = _store_with_a_test(tmp_path)
     store.probe()
     path.unlink()
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable) as info:
         store.probe()
+    assert str(path) in str(info.value)
     with pytest.raises(StoreUnavailable):
         engine.create(spec())
     errors: list[BaseException] = []
@@ -318,3 +358,137 @@ def test_busy_database_is_unavailable_not_internal(tmp_path: Path) -> None:
     finally:
         locker.execute("ROLLBACK")
         locker.close()
+
+
+def test_pragmas_follow_the_options(tmp_path: Path) -> None:
+    """synchronous and busy_timeout reach every connection; other synchronous values are refused."""
+    store = SqliteStore(tmp_path / "a.db")
+    db = store._db()
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    store.close()
+    store = SqliteStore(tmp_path / "b.db", synchronous="FULL", busy_timeout=0.25)
+    db = store._db()
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 250
+    store.close()
+    with pytest.raises(ValueError, match="NORMAL or FULL"):
+        SqliteStore(tmp_path / "c.db", synchronous="OFF")
+
+
+def test_one_connection_per_thread_reopened_after_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread's reads and writes share one connection; after close the store connects again."""
+    store = SqliteStore(tmp_path / "s.db")
+    opened: list[object] = []
+    real = sqlite3.connect
+
+    def counted(target: str, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(target)
+        connection: sqlite3.Connection = real(target, **kwargs)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", counted)
+    worker = threading.Thread(target=store.put_agent, args=(AgentRecord("agent-1"),))
+    worker.start()
+    worker.join()
+    assert len(opened) == 1  # the worker's own; this thread's opened with the store
+    assert store.get_agent("agent-1") == AgentRecord("agent-1")  # the worker's write
+    for n in range(2, 6):
+        store.put_agent(AgentRecord(f"agent-{n}"))
+        assert store.get_agent(f"agent-{n}") == AgentRecord(f"agent-{n}")
+    assert len(opened) == 1
+    store.close()
+    assert store.get_agent("agent-1") == AgentRecord("agent-1")
+    assert len(opened) == 2
+    store.close()
+
+
+def test_a_missing_directory_is_unavailable_naming_the_path(tmp_path: Path) -> None:
+    """A store whose directory does not exist cannot open, and the error names the file."""
+    path = tmp_path / "missing" / "s.db"
+    with pytest.raises(StoreUnavailable) as info:
+        SqliteStore(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_missing_table_is_a_store_error_not_unavailable(tmp_path: Path) -> None:
+    """A file missing a table fails its reads and writes as StoreError, not StoreUnavailable."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE agents")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="no such table: agents") as info:
+        store.put_agent(AgentRecord("agent-1"))
+    assert not isinstance(info.value, StoreUnavailable)
+    with pytest.raises(StoreError, match="no such table: agents") as info:
+        store.get_agent("agent-1")
+    assert not isinstance(info.value, StoreUnavailable)
+    store.close()
+
+
+def test_a_failed_rollback_still_reports_what_broke_the_write(tmp_path: Path) -> None:
+    """When the rollback after a failed write fails too, the caller gets the write's error."""
+    store = SqliteStore(tmp_path / "s.db")
+
+    def work(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO agents (id, body) VALUES ('agent-1', '{}')")
+        db.set_authorizer(lambda action, *_: sqlite3.SQLITE_DENY)  # ROLLBACK is refused
+        raise RuntimeError("broken")
+
+    with pytest.raises(RuntimeError, match="broken"):
+        store._write(work)
+    db = store._db()
+    db.set_authorizer(None)
+    db.execute("ROLLBACK")
+    assert store.get_agent("agent-1") is None
+    store.close()
+
+
+@pytest.mark.parametrize("mode", [0o444, 0o555])
+def test_a_read_only_file_refuses_a_write_before_it_is_made(tmp_path: Path, mode: int) -> None:
+    """A write to a file with no write bit raises StoreUnavailable and writes nothing."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    path.chmod(mode)
+    try:
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            store.put_agent(AgentRecord("agent-1"))
+    finally:
+        path.chmod(0o644)
+    assert store.get_agent("agent-1") is None
+    store.close()
+
+
+def test_updates_work_with_no_statement_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update whose column set was never written before builds its statement and caches it."""
+    monkeypatch.setattr(_sqlite, "_UPDATES", {})
+    store = SqliteStore(tmp_path / "s.db")
+    state = TestState("a", 1.0)
+    state.stamp = 1
+    store.commit(Commit("a", 0, state))
+    work = state.copy()
+    work.stamp, work.error = 2, "boom"
+    store.commit(Commit("a", 1, test=work, before=state))
+    got = store.get_test("a")
+    assert got is not None and (got.stamp, got.error) == (2, "boom")
+    assert len(_sqlite._UPDATES) == 1
+    store.close()
+
+
+def test_a_records_only_conflict_names_the_stamp_found(tmp_path: Path) -> None:
+    """A records-only commit on a moved or missing test says which stamp the store has."""
+    store = SqliteStore(tmp_path / "s.db")
+    state = TestState("a", 1.0)
+    state.stamp = 1
+    store.commit(Commit("a", 0, state))
+    with pytest.raises(VersionConflict, match="stamp 1, expected 2"):
+        store.commit(Commit("a", 2))
+    with pytest.raises(VersionConflict, match="stamp 0, expected 2"):
+        store.commit(Commit("b", 2))
+    store.close()
