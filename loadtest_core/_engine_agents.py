@@ -162,7 +162,7 @@ class AgentCommands(EngineCore):
             if principal is not None:
                 self._check_binding(job_id, holder, principal)
             if state.phase.status is _CREATED:  # asking again is a sign of life: keep the lease
-                self._touch(state, now, contact_at=max(now, state.contact_at))
+                self._touch(state, contact_at=max(now, state.contact_at))
             return Job(job_id, state)
         if state.phase.status is not _CREATED or state.holder is not None:
             raise NotFound(f"job {job_id} is not available")
@@ -281,7 +281,7 @@ class AgentCommands(EngineCore):
             for _ in range(self.policies.cas_retries):
                 if not self._schedule.needs_contact(state, now) or state.owner != agent_id:
                     break
-                if self._touch(state, now, contact_at=max(now, state.contact_at)):
+                if self._touch(state, contact_at=max(now, state.contact_at)):
                     break
                 fresh = self.store.get_test(state.id)
                 if fresh is None:

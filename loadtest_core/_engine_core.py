@@ -171,7 +171,7 @@ class EngineCore:
         if self._listeners:
             self._notify(records)
 
-    def _touch(self, state: TestState, now: float, **changes: Any) -> bool:
+    def _touch(self, state: TestState, **changes: Any) -> bool:
         """Write liveness fields of one test (no event): False when the row moved meanwhile."""
         work = state.copy()
         for name, value in changes.items():

@@ -51,10 +51,10 @@ class DeadlineCommands(EngineCore):
             seen = 0.0 if holder is None else holder.seen_at
         due = schedule.due_at(state, seen)
         if timer is None or due is None or due > now:
-            self._touch(state, now, due_at=due)  # not due after all: look again then
+            self._touch(state, due_at=due)  # not due after all: look again then
             return 0
         if timer.fires is None:
-            self._touch(state, now, holder=None, due_at=None)  # the hand-out lapses
+            self._touch(state, holder=None, due_at=None)  # the hand-out lapses
             return 0
         fires = timer.fires
 
