@@ -6,15 +6,19 @@ import contextlib
 import random
 from pathlib import Path
 
+import pytest
+
 from loadtest_core import (
     Engine,
     Kind,
     ManualClock,
+    MemoryStore,
     Policies,
     Rejected,
     SignalKind,
     SqliteStore,
     Status,
+    _engine_core,
 )
 from tests.engine.conftest import EXACT, counter_ids, running, spec
 
@@ -105,3 +109,91 @@ def test_losing_the_memory_changes_nothing(tmp_path: Path) -> None:
         without._rows = None
         assert with_memory._rows is not None
         assert drive(with_memory, c1, seed) == drive(without, c2, seed)
+
+
+def counting(store: object, name: str) -> list[object]:
+    """Wrap ``store.name`` so each call's first argument is appended to the returned list."""
+    calls: list[object] = []
+    method = getattr(store, name)
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        calls.append(args[0] if args else None)
+        return method(*args, **kwargs)
+
+    setattr(store, name, wrapper)
+    return calls
+
+
+def test_a_command_on_a_test_this_engine_moved_reads_nothing(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A claim on a test this engine just moved past CREATED is decided without reading the row."""
+    a, _ = pair(tmp_path, clock)
+    test_id = running(a, status=Status.INITIATED)
+    reads = counting(a.store, "get_test")
+    assert a.claim(test_id, "agent-1", Status.RUNNING).kind is Kind.ACCEPTED
+    assert a.claim(test_id, "agent-1", Status.FINISHING).kind is Kind.ACCEPTED
+    assert reads == []
+    assert a.state(test_id).status is Status.FINISHING
+
+
+def test_a_created_test_is_always_read(tmp_path: Path, clock: ManualClock) -> None:
+    """A claim on a CREATED test reads it once even when this engine wrote it last."""
+    a, _ = pair(tmp_path, clock)
+    test_id = a.create(spec()).id
+    assert a.next_job("agent-1") is not None
+    reads = counting(a.store, "get_test")
+    assert a.claim(test_id, "agent-1", Status.INITIATED).kind is Kind.ACCEPTED
+    assert reads == [test_id]
+
+
+def test_a_test_another_replica_wrote_is_read_once(tmp_path: Path, clock: ManualClock) -> None:
+    """A stale claim on a test this engine never wrote is answered on one read of it."""
+    a, b = pair(tmp_path, clock)
+    test_id = running(a)
+    reads = counting(b.store, "get_test")
+    assert b.claim(test_id, "agent-1", Status.INITIATED).kind is Kind.STALE
+    assert reads == [test_id]
+
+
+def test_a_lost_race_forgets_the_row(tmp_path: Path, clock: ManualClock) -> None:
+    """A row that lost a compare-and-set is forgotten: the next command reads, not loses again."""
+    a, b = pair(tmp_path, clock)
+    test_id = running(a)
+    assert b.claim(test_id, "agent-1", Status.FINISHING).kind is Kind.ACCEPTED
+    # a's remembered RUNNING row loses its write; the read again finds the claim already made
+    assert a.claim(test_id, "agent-1", Status.FINISHING).kind is Kind.UNCHANGED
+    commits = counting(a.store, "commit")
+    assert a.claim(test_id, "agent-1", Status.DONE).kind is Kind.ACCEPTED
+    assert len(commits) == 1
+
+
+def test_a_replica_purges_a_test_it_never_wrote(tmp_path: Path, clock: ManualClock) -> None:
+    """A tick removes a deleted test that only another replica ever wrote."""
+    a, b = pair(tmp_path, clock)
+    test_id = running(a)
+    a.claim(test_id, "agent-1", Status.DONE)
+    a.delete(test_id)
+    assert b.tick() == 1
+    assert [s.id for s in b.store.iter_tests()] == []
+
+
+def test_the_row_memory_keeps_the_newest_rows(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory holds at most its bound of rows, dropping the least recently written."""
+    monkeypatch.setattr(_engine_core, "_ROWS", 2)
+    a, _ = pair(tmp_path, clock)
+    ids = [a.create(spec(f"agent-{i}")).id for i in range(3)]
+    assert a._rows is not None
+    assert list(a._rows) == ids[1:]
+    a.stop(ids[1])  # written again: now the newest
+    a.create(spec("agent-9"))
+    assert next(iter(a._rows)) == ids[1]
+
+
+def test_an_engine_over_memory_keeps_no_row_memory(clock: ManualClock) -> None:
+    """Over a MemoryStore, whose reads are already memory, the engine keeps no copy of rows."""
+    engine = Engine(MemoryStore(), clock=clock)
+    running(engine)
+    assert engine._rows is None
