@@ -22,6 +22,8 @@ from loadtest_core import (
     check_operation,
     check_state,
 )
+from loadtest_core._lifecycle import TestState
+from loadtest_core._store import Commit, VersionConflict
 from tests.engine.conftest import EXACT, counter_ids, running, spec
 
 
@@ -519,3 +521,108 @@ def test_events_read_at_most_the_limit(engine: Engine) -> None:
     running(engine)
     assert len(engine.events()) > 2
     assert engine.events(limit=2) == engine.events()[:2]
+
+
+def test_a_bad_test_id_is_named_in_the_error(engine: Engine) -> None:
+    """A malformed test id is refused naming the field test_id; an unknown one names the id."""
+    with pytest.raises(InvalidArgument) as bad:
+        engine.get("bad id!")
+    assert bad.value.field == "test_id"
+    with pytest.raises(NotFound) as unknown:
+        engine.get("no-such-test")
+    assert "no-such-test" in str(unknown.value)
+
+
+def test_a_claim_on_an_unheld_job_takes_it(engine: Engine) -> None:
+    """An agent's claim on a CREATED test nobody was handed makes the agent its holder."""
+    test_id = engine.create(spec()).id
+    assert engine.claim(test_id, "agent-1", Status.INITIATED).kind is Kind.ACCEPTED
+    assert engine.state(test_id).holder == "agent-1"
+
+
+def test_only_a_stop_gets_an_operation_id(engine: Engine) -> None:
+    """A stop's record and operation carry an ``op`` id; a claim that finishes a test has none."""
+    done, stopped = running(engine), running(engine, "agent-2")
+    engine.claim(done, "agent-1", Status.DONE)
+    assert "operation_id" not in engine.events(test_id=done)[-1].payload
+    op = engine.stop(stopped)
+    assert op.id.startswith("op-")
+    assert engine.events(test_id=stopped)[-1].payload["operation_id"] == op.id
+
+
+class _Conflicting(MemoryStore):
+    """Every write loses its compare-and-set once ``conflict`` is set."""
+
+    conflict = False
+
+    def commit(self, change: Commit) -> None:
+        if self.conflict:
+            raise VersionConflict("lost")
+        super().commit(change)
+
+
+def test_a_command_that_keeps_losing_aborts_naming_the_test(clock: ManualClock) -> None:
+    """A stop that loses every compare-and-set raises Aborted naming the test."""
+    store = _Conflicting()
+    engine = Engine(store, clock=clock, policies=Policies(cas_retries=2), ids=counter_ids())
+    test_id = running(engine)
+    store.conflict = True
+    with pytest.raises(Aborted) as caught:
+        engine.stop(test_id)
+    assert test_id in str(caught.value)
+
+
+def test_an_engine_uses_its_clock_from_time_zero() -> None:
+    """An engine on a clock at 0 logs its first event at 0."""
+    engine = Engine(MemoryStore(), clock=ManualClock(0.0), ids=counter_ids())
+    test_id = engine.create(spec()).id
+    assert [r.at for r in engine.events(test_id=test_id)] == [0.0]
+
+
+def test_times_never_go_back_behind_a_replica_whose_clock_is_ahead(clock: ManualClock) -> None:
+    """A status is entered no earlier than another replica's later contact or status change."""
+    store = MemoryStore()
+    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    b = Engine(store, clock=ManualClock(clock.now() + 100), policies=EXACT, ids=counter_ids())
+    ahead = clock.now() + 100
+    polled = running(a)
+    b.signal(polled, "agent-1")  # contact written at b's time
+    a.claim(polled, "agent-1", Status.FINISHING)
+    assert a.state(polled).entered_at == ahead
+    stopped = running(a, "agent-2")
+    b.stop(stopped)  # STOPPING entered at b's time, no contact
+    a.claim(stopped, "agent-2", Status.STOPPED)
+    assert a.state(stopped).entered_at == ahead
+    assert a.events(test_id=stopped)[-1].at == ahead
+
+
+def test_accepted_events_write_contact_only_from_the_holder_when_due(clock: ManualClock) -> None:
+    """An agent's accepted claim writes contact once contact_every passed; a user's stop never."""
+    engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30, contact_every=3))
+    test_id = running(engine, status=Status.INITIATED)
+    start = clock.now()
+    clock.advance(1)
+    engine.claim(test_id, "agent-1", Status.PREPARING)
+    assert engine.state(test_id).contact_at == start
+    clock.advance(4)
+    engine.claim(test_id, "agent-1", Status.RUNNING)
+    assert engine.state(test_id).contact_at == start + 5
+    clock.advance(5)
+    engine.stop(test_id)
+    assert engine.state(test_id).contact_at == start + 5
+
+
+def test_an_upload_reads_its_test_once(clock: ManualClock) -> None:
+    """An upload whose contact writes nothing (coalesced) reads its test once."""
+    engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30))
+    test_id = running(engine)
+    reads: list[str] = []
+    get_test = engine.store.get_test
+
+    def counted(test_id: str) -> TestState | None:
+        reads.append(test_id)
+        return get_test(test_id)
+
+    engine.store.get_test = counted  # type: ignore[method-assign]
+    assert engine.upload(test_id, "agent-1", "trails", []) == 0
+    assert reads == [test_id]
