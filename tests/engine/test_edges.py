@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadtest_core import Engine, Status, TestSpec
+from loadtest_core._engine_tests import _spec_size
 from tests.engine.conftest import running, spec
 
 
@@ -74,3 +75,12 @@ def test_spec_cache_is_bounded_in_bytes(engine: Engine, size: int) -> None:
         engine.create(TestSpec.from_data(spec(f"a{i}", description=str(i) * size)))
     assert engine._spec_cache_bytes <= 8 << 20
     assert len(engine._spec_cache) <= (8 << 20) // size
+
+
+def test_spec_cache_counts_the_bytes_it_holds(engine: Engine) -> None:
+    """The spec cache's byte count is the sum of the estimated sizes of the specs it holds."""
+    for i in range(3):
+        engine.create(TestSpec.from_data(spec(f"a{i}")))
+    held = engine._spec_cache.values()
+    assert len(held) == 3
+    assert engine._spec_cache_bytes == sum(_spec_size(data) for _, data in held)

@@ -124,3 +124,13 @@ def test_a_failing_listener_changes_no_outcome(
     assert "boom" in caplog.text
     with pytest.raises(NotFound):
         engine.stop("test-nope")
+
+
+def test_listeners_get_records_before_the_store_numbers_them(engine: Engine) -> None:
+    """A listener gets the engine's records unnumbered (seq 0); the log numbers its own copies."""
+    seen: list[int] = []
+    engine.add_listener(lambda r: seen.append(r.seq))
+    test_id = running(engine)
+    engine.claim(test_id, "agent-1", Status.INITIATED)  # stale: a rejection record
+    assert seen == [0, 0, 0, 0]
+    assert [r.seq for r in engine.events()] == [1, 2, 3, 4]
