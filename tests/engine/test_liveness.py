@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from loadtest_core import (
@@ -13,7 +15,9 @@ from loadtest_core import (
     Policies,
     Status,
     StoreError,
+    _engine_deadlines,
 )
+from loadtest_core._lifecycle import TestState
 from loadtest_core._store import Commit
 from tests.engine.conftest import EXACT, counter_ids, running, spec
 
@@ -288,3 +292,188 @@ def test_an_agents_sign_of_life_is_written_once_per_contact_interval(clock: Manu
     clock.set(start + 3.0)  # contact_every (lost_after / 10) has passed exactly
     engine.next_job("a1")
     assert engine.get_agent("a1").seen_at == start + 3.0
+
+
+def test_a_lease_kept_by_heartbeats_is_looked_at_again_when_it_can_lapse(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A hand-out whose agent heartbeats after the test's contact is next due from the heartbeat."""
+    engine.register_agent(agent_id="a1")
+    test_id = engine.create(spec("a1")).id
+    assert engine.next_job("a1") is not None
+    clock.advance(20)
+    engine.agent_heartbeat("a1", AgentStatus.PREPARING_TEST)
+    heartbeat = clock.now()
+    clock.advance(15)  # past the test's own contact + lease, not past the heartbeat's
+    assert engine.tick() == 0
+    assert engine.job_holder(test_id) == "a1"
+    assert engine.next_deadline() == heartbeat + 30
+
+
+def test_a_lease_of_an_unregistered_agent_lapses_from_the_hand_out() -> None:
+    """A hand-out to an agent that never registered lapses lease_after after it, even at time 0."""
+    clock = ManualClock(0.0)
+    engine = Engine(MemoryStore(), clock=clock, policies=EXACT, ids=counter_ids())
+    test_id = engine.create(spec("a1")).id
+    assert engine.next_job("a1") is not None
+    clock.advance(30)
+    assert engine.tick() == 0
+    assert engine.job_holder(test_id) is None
+
+
+def test_a_heartbeat_reads_nothing_when_its_write_succeeds(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A busy heartbeat writes each held test's contact without reading it again."""
+    test_id = running(engine)
+    clock.advance(10)
+    reads: list[str] = []
+    get_test = engine.store.get_test
+
+    def counted(test_id: str) -> TestState | None:
+        reads.append(test_id)
+        return get_test(test_id)
+
+    engine.store.get_test = counted  # type: ignore[method-assign]
+    engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+    assert reads == []
+    assert engine.state(test_id).contact_at == clock.now()
+
+
+class _Interleaved(MemoryStore):
+    """Runs ``interleave`` (another replica's write) once, just before a chosen read or write."""
+
+    interleave: Callable[[], object] | None = None
+    before = "commit"
+
+    def _step(self, name: str) -> None:
+        if self.interleave is not None and name == self.before:
+            step, self.interleave = self.interleave, None
+            step()
+
+    def commit(self, change: Commit) -> None:
+        self._step("commit")
+        super().commit(change)
+
+    def active_tests_of(self, agent_id: str) -> list[TestState]:
+        held = super().active_tests_of(agent_id)
+        self._step("active_tests_of")
+        return held
+
+
+def test_a_heartbeat_that_loses_a_race_writes_contact_on_the_new_row(clock: ManualClock) -> None:
+    """A heartbeat whose contact write loses to another replica's stop reads again and writes."""
+    store = _Interleaved()
+    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test_id = running(a)
+    clock.advance(10)
+    store.before, store.interleave = "active_tests_of", lambda: b.stop(test_id)
+    a.agent_heartbeat("agent-1", AgentStatus.TESTING)
+    state = a.state(test_id)
+    assert (state.status, state.contact_at) == (Status.STOPPING, clock.now())
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "status"),
+    [
+        (lambda b, test_id: b.signal(test_id, "agent-1"), Status.RUNNING),
+        (lambda b, test_id: b.claim(test_id, "agent-1", Status.DONE), Status.DONE),
+    ],
+    ids=["contact", "finished"],
+)
+def test_a_deadline_that_stopped_being_due_during_its_write_does_not_fire(
+    clock: ManualClock, meanwhile: Callable[[Engine, str], object], status: Status
+) -> None:
+    """A LOST whose write loses to the agent's contact or final claim is not fired nor counted."""
+    store = _Interleaved()
+    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test_id = running(a)
+    clock.advance(31)
+    store.interleave = lambda: meanwhile(b, test_id)
+    assert a.tick() == 0
+    assert a.state(test_id).status is status
+    assert "lose" not in [r.event for r in a.events(test_id=test_id)]
+
+
+def test_a_deadline_replaced_by_another_due_one_is_not_fired(clock: ManualClock) -> None:
+    """An expiry whose write loses to a stop and delete does not fire on the DELETING test."""
+    store = _Interleaved()
+    policies = Policies(lost_after=30, contact_every=0, lost_expiry=60)
+    a = Engine(store, clock=clock, policies=policies, ids=counter_ids())
+    b = Engine(store, clock=clock, policies=policies, ids=counter_ids())
+    test_id = running(a)
+    clock.advance(31)
+    assert a.tick() == 1  # LOST
+    clock.advance(61)
+
+    def stop_and_delete() -> None:
+        b.stop(test_id)
+        b.delete(test_id)
+
+    store.interleave = stop_and_delete
+    assert a.tick() == 0
+    assert a.state(test_id).status is Status.DELETING
+    assert "expire" not in [r.event for r in a.events(test_id=test_id)]
+
+
+class _FailingLost(MemoryStore):
+    """Fails every write that would make a test LOST or remove it; counts the attempts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[str] = []
+        self.pages = 0
+
+    def commit(self, change: Commit) -> None:
+        if change.remove or (change.test is not None and change.test.status is Status.LOST):
+            self.attempts.append(change.test_id)
+            raise StoreError("disk I/O error (injected)")
+        super().commit(change)
+
+    def due_tests(self, now: float, after: tuple[float, str] | None, limit: int) -> list[TestState]:
+        self.pages += 1
+        assert self.pages < 20, "the tick pages forever"
+        return super().due_tests(now, after, limit)
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_engine_deadlines, "_TICK_BATCH", 3)
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_a_tick_fires_every_due_test_past_one_batch(engine: Engine, clock: ManualClock) -> None:
+    """A tick fires every due deadline, however many batches of due tests that takes."""
+    ids = [running(engine, f"agent-{i}") for i in range(7)]
+    clock.advance(31)
+    assert engine.tick() == 7
+    assert {engine.state(i).status for i in ids} == {Status.LOST}
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_a_tick_tries_each_failing_deadline_once(clock: ManualClock) -> None:
+    """Deadlines that fail stay due, yet one tick pages past them, trying each exactly once."""
+    store = _FailingLost()
+    engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    ids = [running(engine, f"agent-{i}") for i in range(7)]
+    clock.advance(31)
+    with pytest.raises(StoreError, match="injected"):
+        engine.tick()
+    assert store.attempts == sorted(ids)
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_deadlines_due_at_time_zero_are_paged_like_any_other() -> None:
+    """Failing deadlines due at time 0 are each tried once by one tick, past a full batch."""
+    store = _FailingLost()
+    engine = Engine(store, clock=ManualClock(0.0), policies=EXACT, ids=counter_ids())
+    ids = [engine.create(spec(f"agent-{i}")).id for i in range(4)]
+    for test_id in ids:
+        engine.stop(test_id)
+        engine.delete(test_id)
+    assert engine.next_deadline() == 0.0
+    with pytest.raises(StoreError, match="injected"):
+        engine.tick()
+    assert store.attempts == sorted(ids)
