@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loadtest_core._engine_core import _ACCEPTED, EngineCore
-from loadtest_core._errors import Aborted, StoreError
+from loadtest_core._errors import Aborted, NotFound, StoreError
 from loadtest_core._lifecycle import TestState
 from loadtest_core._replay import deadline_event
 
@@ -64,5 +64,8 @@ class DeadlineCommands(EngineCore):
             return again is not None and again.fires is fires and d is not None and d <= at
 
         event = deadline_event(fires, self.policies.lost_expiry)
-        outcome = self._command(state.id, event, first=state, still=still)[0]
+        try:
+            outcome = self._command(state.id, event, first=state, still=still)[0]
+        except NotFound:  # removed by another replica since it was read as due
+            return 0
         return 1 if outcome is not None and outcome.kind is _ACCEPTED else 0

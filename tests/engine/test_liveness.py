@@ -477,3 +477,17 @@ def test_deadlines_due_at_time_zero_are_paged_like_any_other() -> None:
     with pytest.raises(StoreError, match="injected"):
         engine.tick()
     assert store.attempts == sorted(ids)
+
+
+def test_a_purge_racing_another_replicas_removal_is_no_error(clock: ManualClock) -> None:
+    """A tick whose purge loses to another replica's removal of the test goes on with the rest."""
+    store = _Interleaved()
+    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    ids = [running(a, f"agent-{i}") for i in range(2)]
+    for i, test_id in enumerate(ids):
+        a.claim(test_id, f"agent-{i}", Status.DONE)
+        a.delete(test_id)
+    store.interleave = lambda: b.finish_deletion(ids[0])
+    assert a.tick() == 1
+    assert list(store.iter_tests()) == []
