@@ -13,6 +13,7 @@ from loadtest_core import (
     ManualClock,
     MemoryStore,
     Policies,
+    SignalKind,
     Status,
     StoreError,
     _engine_deadlines,
@@ -491,3 +492,18 @@ def test_a_purge_racing_another_replicas_removal_is_no_error(clock: ManualClock)
     store.interleave = lambda: b.finish_deletion(ids[0])
     assert a.tick() == 1
     assert list(store.iter_tests()) == []
+
+
+def test_a_poll_whose_contact_write_loses_a_race_is_answered_on_the_new_row(
+    clock: ManualClock,
+) -> None:
+    """A poll whose contact write loses to another replica's stop writes again and answers STOP."""
+    store = _Interleaved()
+    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test_id = running(a)
+    clock.advance(10)
+    store.interleave = lambda: b.stop(test_id)
+    assert a.signal(test_id, "agent-1").kind is SignalKind.STOP
+    state = a.state(test_id)
+    assert (state.status, state.contact_at) == (Status.STOPPING, clock.now())
