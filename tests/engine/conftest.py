@@ -42,3 +42,16 @@ def running(engine: Engine, agent: str = "agent-1", status: Status = Status.RUNN
     if status is not Status.INITIATED:
         assert engine.claim(job.id, agent, status).ok
     return job.id
+
+
+def counting(store: object, name: str) -> list[object]:
+    """Wrap ``store.name`` so each call's first argument is appended to the returned list."""
+    calls: list[object] = []
+    method = getattr(store, name)
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        calls.append(args[0] if args else None)
+        return method(*args, **kwargs)
+
+    setattr(store, name, wrapper)
+    return calls

@@ -22,9 +22,8 @@ from loadtest_core import (
     check_operation,
     check_state,
 )
-from loadtest_core._lifecycle import TestState
 from loadtest_core._store import Commit, VersionConflict
-from tests.engine.conftest import EXACT, counter_ids, running, spec
+from tests.engine.conftest import EXACT, counter_ids, counting, running, spec
 
 
 def _fields(engine: Engine) -> list[dict[str, object]]:
@@ -616,13 +615,6 @@ def test_an_upload_reads_its_test_once(clock: ManualClock) -> None:
     """An upload whose contact writes nothing (coalesced) reads its test once."""
     engine = Engine(MemoryStore(), clock=clock, policies=Policies(lost_after=30))
     test_id = running(engine)
-    reads: list[str] = []
-    get_test = engine.store.get_test
-
-    def counted(test_id: str) -> TestState | None:
-        reads.append(test_id)
-        return get_test(test_id)
-
-    engine.store.get_test = counted  # type: ignore[method-assign]
+    reads = counting(engine.store, "get_test")
     assert engine.upload(test_id, "agent-1", "trails", []) == 0
     assert reads == [test_id]

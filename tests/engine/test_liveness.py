@@ -20,7 +20,7 @@ from loadtest_core import (
 )
 from loadtest_core._lifecycle import TestState
 from loadtest_core._store import Commit
-from tests.engine.conftest import EXACT, counter_ids, running, spec
+from tests.engine.conftest import EXACT, counter_ids, counting, running, spec
 
 
 def lost(engine: Engine, clock: ManualClock, test_id: str) -> None:
@@ -328,14 +328,7 @@ def test_a_heartbeat_reads_nothing_when_its_write_succeeds(
     """A busy heartbeat writes each held test's contact without reading it again."""
     test_id = running(engine)
     clock.advance(10)
-    reads: list[str] = []
-    get_test = engine.store.get_test
-
-    def counted(test_id: str) -> TestState | None:
-        reads.append(test_id)
-        return get_test(test_id)
-
-    engine.store.get_test = counted  # type: ignore[method-assign]
+    reads = counting(engine.store, "get_test")
     engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
     assert reads == []
     assert engine.state(test_id).contact_at == clock.now()
@@ -507,3 +500,32 @@ def test_a_poll_whose_contact_write_loses_a_race_is_answered_on_the_new_row(
     assert a.signal(test_id, "agent-1").kind is SignalKind.STOP
     state = a.state(test_id)
     assert (state.status, state.contact_at) == (Status.STOPPING, clock.now())
+
+
+def test_a_deadline_the_policies_no_longer_have_is_dropped(clock: ManualClock) -> None:
+    """An expiry stored under lost_expiry is dropped, not fired, by an engine without one."""
+    store = MemoryStore()
+    before = Engine(store, clock=clock, policies=Policies(lost_after=30, lost_expiry=60))
+    test_id = running(before)
+    lost(before, clock, test_id)
+    after = Engine(store, clock=clock, policies=Policies(lost_after=30))
+    clock.advance(61)
+    assert after.tick() == 0
+    assert after.state(test_id).status is Status.LOST
+    assert after.next_deadline() is None
+
+
+def test_only_a_lease_reads_the_agent_and_only_a_stop_its_operation(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """Firing LOST reads no agent record, and a test finishing unstopped looks up no stop."""
+    lost_id, done_id = running(engine), running(engine, "agent-2")
+    agents = counting(engine.store, "get_agent")
+    operations = counting(engine.store, "inflight_operation")
+    engine.claim(done_id, "agent-2", Status.DONE)
+    assert operations == []
+    agents.clear()
+    clock.advance(31)
+    assert engine.tick() == 1
+    assert engine.state(lost_id).status is Status.LOST
+    assert agents == []

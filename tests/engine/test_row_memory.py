@@ -20,7 +20,7 @@ from loadtest_core import (
     Status,
     _engine_core,
 )
-from tests.engine.conftest import EXACT, counter_ids, running, spec
+from tests.engine.conftest import EXACT, counter_ids, counting, running, spec
 
 
 def pair(tmp_path: Path, clock: ManualClock) -> tuple[Engine, Engine]:
@@ -109,19 +109,6 @@ def test_losing_the_memory_changes_nothing(tmp_path: Path) -> None:
         without._rows = None
         assert with_memory._rows is not None
         assert drive(with_memory, c1, seed) == drive(without, c2, seed)
-
-
-def counting(store: object, name: str) -> list[object]:
-    """Wrap ``store.name`` so each call's first argument is appended to the returned list."""
-    calls: list[object] = []
-    method = getattr(store, name)
-
-    def wrapper(*args: object, **kwargs: object) -> object:
-        calls.append(args[0] if args else None)
-        return method(*args, **kwargs)
-
-    setattr(store, name, wrapper)
-    return calls
 
 
 def test_a_command_on_a_test_this_engine_moved_reads_nothing(
