@@ -125,7 +125,7 @@ def test_records_only_commit_checks_the_stamp(store: Store) -> None:
     assert state is not None and state.stamp == 1
     assert store.get_operation("op1") == op and store.inflight_operation("a") == op
     assert [r.event for r in store.read_log()] == ["note"]
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match="test a:"):
         store.commit(Commit("a", 2, records=(record("a", 2, "note"),)))
     with pytest.raises(VersionConflict, match="test nobody:"):
         store.commit(Commit("nobody", 1, records=(record("nobody", 2, "note"),)))
@@ -148,6 +148,25 @@ def test_remove_takes_the_test_out_of_every_index(store: Store) -> None:
     assert [r.event for r in store.read_log()] == ["purge"]
     with pytest.raises(VersionConflict):
         store.commit(Commit("a", 1, remove=True))
+
+
+def test_next_due_follows_due_times_that_moved_and_tests_removed(store: Store) -> None:
+    """next_due is the earliest due time of the stored tests, after moves and removals."""
+    for test_id, due in (("a", 1.0), ("c", 3.0), ("b", 2.0)):
+        state = TestState(test_id, 1.0)
+        state.stamp, state.due_at = 1, due
+        store.commit(Commit(test_id, 0, test=state))
+    store.commit(Commit("a", 1, remove=True))
+    assert store.next_due() == 2.0
+    work = _next(store, "b")
+    work.due_at = 5.0
+    store.commit(Commit("b", 1, test=work))
+    assert store.next_due() == 3.0
+    assert store.next_due() == 3.0  # asked again
+    store.commit(Commit("c", 1, remove=True))
+    assert store.next_due() == 5.0
+    store.commit(Commit("b", 2, remove=True))
+    assert store.next_due() is None
 
 
 def test_a_write_must_advance_the_stamp_by_one(store: Store) -> None:
@@ -180,6 +199,9 @@ def test_duplicate_tags_are_indexed_once(store: Store) -> None:
     _insert(store, "a", 1.0, twice)
     assert store.tests_with_tag("k", "v") == ["a"]
     assert [s.id for s in store.iter_tests_newest(tag=("k", "v"))] == ["a"]
+    store.commit(Commit("a", 1, remove=True))
+    assert store.tests_with_tag("k", "v") == []
+    assert list(store.iter_tests_newest(tag=("k", "v"))) == []
 
 
 def test_several_records_in_one_commit_keep_their_order(store: Store) -> None:
@@ -335,6 +357,7 @@ def _check_indexes(store: Store, model: _Model, rng: random.Random) -> None:
                 break
             after = (batch[-1].due_at or 0.0, batch[-1].id)
         assert paged == model.due(now)
+        assert [s.id for s in store.due_tests(now, None, 2)] == model.due(now)[:2]
     dues = [s.due_at for s in model.tests.values() if s.due_at is not None]
     assert store.next_due() == (min(dues) if dues else None)
     for kind, value in _SELECTORS:
@@ -352,7 +375,7 @@ def _check_indexes(store: Store, model: _Model, rng: random.Random) -> None:
     assert sorted(store.pending_filters()) == sorted(filters)
     for tag in _TAGS:
         assert store.tests_with_tag(*tag) == [s.id for s in model.tagged(tag)]
-    for agent in ("agent-1", "agent-2", "agent-3"):
+    for agent in ("agent-1", "agent-2", "agent-3", ""):
         active = [
             s.id
             for s in model.tests.values()
@@ -687,7 +710,7 @@ def test_uploads_append_in_order_up_to_the_byte_limit(store: Store) -> None:
     _insert(store, "t", 1.0)
     items = ('{"x":1}', '{"x":2}')
     first = store.add_uploads("t", "agent-1", "metrics", 3.5, items, 14)
-    assert first is not None and first > 0
+    assert first == 1  # a fresh store numbers from 1, as its log does
     got = store.read_uploads("t", "metrics", 0, 10)
     assert [u.data for u in got] == [{"x": 1}, {"x": 2}]
     assert got[0].seq == first and got[1].seq > first
@@ -706,6 +729,8 @@ def test_uploads_append_in_order_up_to_the_byte_limit(store: Store) -> None:
         second
     ]
     assert store.upload_usage("t") == {"metrics": (2, 14), "trails": (1, 7)}
+    assert store.add_uploads("t", "agent-1", "metrics", 6.0, (), 100) == 0  # nothing to number
+    assert store.upload_usage("t")["metrics"] == (2, 14)
 
 
 def test_appending_no_items_writes_nothing_and_returns_zero(store: Store) -> None:
@@ -721,7 +746,7 @@ def test_agent_events_keep_the_newest_few_per_agent(store: Store) -> None:
     """add_agent_events returns the first seq and keeps only each agent's newest ``keep``."""
     items = ('{"n":1}', '{"n":2}', '{"n":3}')
     first = store.add_agent_events("agent-1", 2.5, items, 3)
-    assert first > 0
+    assert first == 1  # a fresh store numbers from 1, as its log does
     got = store.read_agent_events("agent-1", 0, 10)
     assert [u.data["n"] for u in got] == [1, 2, 3] and got[0].seq == first
     assert {(u.test_id, u.agent_id, u.kind, u.at) for u in got} == {("", "agent-1", "events", 2.5)}
@@ -730,6 +755,8 @@ def test_agent_events_keep_the_newest_few_per_agent(store: Store) -> None:
     assert [u.data["n"] for u in kept] == [3, 4] and kept[1].seq == again > got[2].seq
     assert [u.data["n"] for u in store.read_agent_events("agent-1", got[2].seq, 1)] == [4]
     assert store.read_agent_events("agent-2", 0, 10) == []
+    assert store.add_agent_events("agent-1", 4.0, (), 1) == 0  # nothing to number, still trims
+    assert [u.data["n"] for u in store.read_agent_events("agent-1", 0, 10)] == [4]
 
 
 def test_dropped_marks_name_stored_tests_and_go_with_them(store: Store) -> None:
