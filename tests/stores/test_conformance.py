@@ -213,8 +213,9 @@ def test_several_records_in_one_commit_keep_their_order(store: Store) -> None:
     work = _next(store, "a")
     store.commit(Commit("a", 1, test=work, records=records[:3]))
     store.append_log(records[:2])
+    store.commit(Commit("a", 2, records=records[3:5]))
     log = store.read_log()
-    assert [r.seq for r in log] == list(range(1, 19))
+    assert [r.seq for r in log] == list(range(1, 21))
     assert [r.event for r in log] == [
         "first",
         *(r.event for r in records),
@@ -223,6 +224,8 @@ def test_several_records_in_one_commit_keep_their_order(store: Store) -> None:
         "r2",
         "r0",
         "r1",
+        "r3",
+        "r4",
     ]
 
 

@@ -239,3 +239,124 @@ def test_a_server_turned_read_only_is_unavailable_to_probe_and_writes(pg: Backin
     assert len(store.read_log()) == 1
     with pytest.raises(StoreUnavailable, match="read-only"):
         PostgresStore(pg.dsn + "?options=-cdefault_transaction_read_only%3Don", schema=pg.schema)
+
+
+def test_a_migration_script_runs_statement_by_statement_in_the_schema(pg: Backing) -> None:
+    """A migration step runs each statement of its script with ``{s}`` naming the schema."""
+    import psycopg
+
+    from loadtest_core._postgres import _statements
+
+    pg.open()  # creates the schema
+    step = _statements("CREATE TABLE {s}one (x int);\nCREATE TABLE {s}two (y int);\n")
+    with psycopg.connect(pg.dsn, autocommit=True) as db:
+        step(db, f'"{pg.schema}".')
+    assert pg_admin(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+        "AND table_name IN ('one', 'two') ORDER BY 1",
+        (pg.schema,),
+    ) == [("one",), ("two",)]
+
+
+def test_a_dropped_connection_frees_its_place_in_the_pool(pg: Backing) -> None:
+    """With one connection, a read whose connection died is sent again on a new one, and again."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=1, pool_wait=0.5)
+    assert isinstance(store, PostgresStore)
+    store.commit(commits()[0])
+    for _ in range(3):
+        assert _end_sessions(store) == 1
+        assert store.get_test("a") is not None
+    assert store._pool._open == 1
+
+
+def test_a_read_that_kills_every_connection_fails_after_one_retry(pg: Backing) -> None:
+    """A read whose connection dies twice is StoreUnavailable naming a read, and frees the pool."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=1, pool_wait=0.5)
+    assert isinstance(store, PostgresStore)
+    with pytest.raises(StoreUnavailable, match="read failed: terminating connection"):
+        store._read("SELECT pg_terminate_backend(pg_backend_pid())")
+    assert store._pool._open == 0
+    assert store.get_test("a") is None
+
+
+def test_a_write_the_server_refuses_is_sent_once(pg: Backing) -> None:
+    """A commit the server refuses (not a shutdown) is a StoreError naming a write, not re-sent."""
+    store = pg.open()
+    store.commit(commits()[0])
+    s = f'"{pg.schema}"'
+    pg_admin(f"CREATE SEQUENCE {s}.attempts")
+    pg_admin(
+        f"CREATE FUNCTION {s}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"PERFORM nextval('{s}.attempts'); RAISE EXCEPTION 'refused (injected)'; END $$"
+    )
+    pg_admin(
+        f"CREATE TRIGGER refuse BEFORE INSERT ON {s}.events "
+        f"FOR EACH ROW EXECUTE FUNCTION {s}.refuse()"
+    )
+    with pytest.raises(StoreError, match="write failed: refused") as info:
+        store.commit(Commit("a", 1, records=(record("a", 1, "note"),)))
+    assert not isinstance(info.value, StoreUnavailable)
+    assert pg_admin(f"SELECT last_value FROM {s}.attempts") == [(1,)]
+
+
+def test_a_failed_transaction_is_a_store_error_naming_a_write(pg: Backing) -> None:
+    """Agent events PostgreSQL cannot hold fail as a StoreError naming a write, storing none."""
+    store = pg.open()
+    with pytest.raises(StoreError, match=r"write failed: .*0x00"):
+        store.add_agent_events("agent-1", 1.0, ('{"n":1}', '"\x00"'), 10)
+    assert store.read_agent_events("agent-1", 0, 10) == []
+
+
+def test_a_closed_pool_closes_idle_connections_and_those_given_back(pg: Backing) -> None:
+    """close closes the idle connections at once and a borrowed one when it is given back."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=3)
+    assert isinstance(store, PostgresStore)
+    pool = store._pool
+    held, *idle = (pool.take(), pool.take(), pool.take())
+    for cur in idle:
+        pool.give(cur)
+    assert pool._open == 3
+    store.close()
+    assert all(cur.connection.closed for cur in idle) and not held.connection.closed
+    assert pool._open == 1
+    pool.give(held)
+    assert held.connection.closed and pool._open == 0
+
+
+def test_a_conflict_says_whether_the_id_exists_or_the_stamp_moved(pg: Backing) -> None:
+    """An insert of a taken id and a write on a moved stamp are told apart in the message."""
+    store = pg.open()
+    store.commit(commits()[0])
+    with pytest.raises(VersionConflict, match="test a: already exists"):
+        store.commit(commits()[4])
+    with pytest.raises(VersionConflict, match="test a: stamp moved from 7"):
+        store.commit(Commit("a", 7, records=(record("a", 8),)))
+
+
+def test_server_errors_are_unavailable_only_when_a_retry_may_succeed() -> None:
+    """A lost connection, shutdown, full disk, lock or read-only server may pass later."""
+    import psycopg
+
+    from loadtest_core._postgres import _store_error
+
+    errors = psycopg.errors
+    cases = [
+        (psycopg.OperationalError("server closed the connection"), StoreUnavailable),  # no SQLSTATE
+        (errors.AdminShutdown("x"), StoreUnavailable),
+        (errors.DiskFull("x"), StoreUnavailable),
+        (errors.LockNotAvailable("x"), StoreUnavailable),
+        (errors.ReadOnlySqlTransaction("x"), StoreUnavailable),
+        (errors.ObjectInUse("x"), StoreError),  # an OperationalError of class 55
+        (errors.NotNullViolation("x"), StoreError),
+        (psycopg.DataError("x"), StoreError),
+    ]
+    for exc, kind in cases:
+        assert type(_store_error("store write failed", exc)) is kind, exc
+    told = _store_error("store read failed", psycopg.OperationalError())
+    assert str(told) == "store read failed: OperationalError"  # no text: the error's type
