@@ -33,6 +33,9 @@ def _mutant(tool: ModuleType, before: str, after: str, code: int | None = 0, n: 
         ('"sel_kind=?, sel_value=? WHERE id=?",', '"SEL_KIND=?, SEL_VALUE=? WHERE ID=?",'),
         ("\"SELECT seq FROM sqlite_sequence WHERE name = 'events'\"",
          "\"select seq from sqlite_sequence where name = 'events'\""),
+        ('where = ["deleted_at IS NULL"]', 'where = ["DELETED_AT IS NULL"]'),
+        ('by_test = "" if test_id is None else "AND test_id = %s "',
+         'by_test = "" if test_id is None else "and test_id = %s "'),
     ],
 )  # fmt: skip
 def test_a_sql_statement_changed_only_in_case_is_equivalent(
