@@ -9,6 +9,7 @@ import pytest
 from loadtest_core import (
     Engine,
     InvalidArgument,
+    Kind,
     ManualClock,
     MemoryStore,
     Policies,
@@ -79,3 +80,58 @@ def test_stop_and_delete_refuse_a_principal_with_a_nul() -> None:
     test_id = engine.create(spec()).id
     assert refused_field(lambda: engine.stop(test_id, principal="a\x00")) == "principal"
     assert refused_field(lambda: engine.delete(test_id, principal="a\x00")) == "principal"
+
+
+def refusal(call: Callable[[], object]) -> tuple[str, str]:
+    with pytest.raises(InvalidArgument) as caught:
+        call()
+    return caught.value.field, str(caught.value)
+
+
+def test_job_calls_refuse_a_bad_agent_id_or_text_by_field(engine: Engine) -> None:
+    """next_job and claim refuse an agent id that is no non-empty string, and NUL in text, by field."""
+    test_id = running(engine)
+    for bad in ("", 5):
+        for call in (
+            lambda: engine.next_job(bad),  # type: ignore[arg-type]
+            lambda: engine.claim(test_id, bad, Status.RUNNING),  # type: ignore[arg-type]
+            lambda: engine.take_job(test_id, bad),  # type: ignore[arg-type]
+        ):
+            field, message = refusal(call)
+            assert field == "agent_id" and message.startswith("agent_id:")
+    assert refused_field(lambda: engine.next_job("agent-1", principal="a\x00")) == "principal"
+    assert refused_field(lambda: engine.claim(test_id, "agent-1", None, "a\x00")) == "error"
+    assert refused_field(lambda: engine.create(spec(), principal="a\x00")) == "principal"
+
+
+def test_list_tests_refuses_a_page_size_that_is_no_count_by_field(engine: Engine) -> None:
+    """A page size that is not a non-negative int (a bool, a string, -1) is an invalid page_size."""
+    for bad in (True, "5", -1):
+        field, message = refusal(lambda: engine.list_tests(page_size=bad))  # type: ignore[arg-type]
+        assert field == "page_size" and message.startswith("page_size:")
+
+
+def test_a_claim_records_its_error_text(engine: Engine) -> None:
+    """A claim with a status records its error text in its log record, an empty one by default."""
+    test_id = running(engine, status=Status.INITIATED)
+    engine.claim(test_id, "agent-1", Status.RUNNING)
+    engine.claim(test_id, "agent-1", Status.FAILED, "disk full")
+    first, second = engine.events(test_id=test_id)[-2:]
+    assert (first.payload["error"], second.payload["error"]) == ("", "disk full")
+    assert engine.state(test_id).error == "disk full"
+
+
+def test_a_claim_from_an_agent_the_test_is_not_for_is_a_conflict(engine: Engine) -> None:
+    """The answer names the claim's event and keeps the test CREATED, unheld."""
+    test_id = engine.create(spec("agent-1")).id
+    outcome = engine.claim(test_id, "agent-2", Status.INITIATED)
+    assert outcome[:4] == (Kind.CONFLICT, "claim_INITIATED", Status.CREATED, Status.CREATED)
+    assert engine.state(test_id).holder is None
+
+
+def test_a_claim_on_an_unheld_test_takes_its_job(engine: Engine) -> None:
+    """An agent matching an unheld CREATED test's selector takes its job by claiming it."""
+    test_id = engine.create({"configurations": [{"agent_selector": {"anonymous_agent": True}}]}).id
+    assert engine.claim(test_id, "agent-7", Status.INITIATED).ok
+    assert engine.state(test_id).holder == "agent-7"
+    assert engine.job_holder(test_id) == "agent-7"

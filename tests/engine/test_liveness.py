@@ -18,7 +18,9 @@ from loadtest_core import (
     StoreError,
     _engine_deadlines,
 )
+from loadtest_core._engine_core import _ROWS
 from loadtest_core._lifecycle import TestState
+from loadtest_core._records import AgentRecord
 from loadtest_core._store import Commit
 from tests.engine.conftest import EXACT, counter_ids, counting, running, spec
 
@@ -529,3 +531,125 @@ def test_only_a_lease_reads_the_agent_and_only_a_stop_its_operation(
     assert engine.tick() == 1
     assert engine.state(lost_id).status is Status.LOST
     assert agents == []
+class AgentReads(MemoryStore):
+    """A memory store that counts reads of agent rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.agent_reads = 0
+
+    def get_agent(self, agent_id: str) -> AgentRecord | None:
+        self.agent_reads += 1
+        return super().get_agent(agent_id)
+
+
+def test_an_agents_job_calls_read_its_row_once_per_contact_interval() -> None:
+    """The first job call of an agent reads its row, the next only contact_every later."""
+    store = AgentReads()
+    clock = ManualClock(0.0)
+    engine = Engine(store, clock=clock, policies=Policies(lost_after=30, contact_every=10))
+    engine.signal("test-404", "a1")
+    assert store.agent_reads == 1
+    clock.set(9.5)
+    engine.signal("test-404", "a1")
+    engine.signal("test-404", "a2")
+    assert store.agent_reads == 2
+    clock.set(10.0)
+    engine.signal("test-404", "a1")
+    assert store.agent_reads == 3
+
+
+def test_an_engine_remembers_its_looks_at_no_more_than_a_bounded_number_of_agents() -> None:
+    """Looking at one agent more than the bound forgets every earlier look: the next call reads."""
+    store = AgentReads()
+    engine = Engine(store, clock=ManualClock(), policies=Policies(lost_after=30))
+    for i in range(_ROWS):
+        engine.signal("test-404", f"a{i}")
+    engine.signal("test-404", "a0")
+    assert store.agent_reads == _ROWS
+    engine.signal("test-404", f"a{_ROWS}")
+    engine.signal("test-404", "a0")
+    assert store.agent_reads == _ROWS + 2
+
+
+def test_every_job_call_of_a_registered_agent_renews_its_seen_time(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """next_job, a claim and an imbalance report each move the agent's seen time to now."""
+    engine.register_agent(agent_id="agent-1")
+    test_id = running(engine)
+    calls = (
+        lambda: engine.next_job("agent-1"),
+        lambda: engine.claim(test_id, "agent-1", Status.RUNNING),
+        lambda: engine.report_imbalance(test_id, "agent-1", at=1.0, rps=5),
+    )
+    for call in calls:
+        clock.advance(1)
+        call()
+        assert engine.get_agent("agent-1").seen_at == clock.now()
+
+
+def test_a_claim_that_changes_nothing_is_still_contact(engine: Engine, clock: ManualClock) -> None:
+    """A repeated RUNNING claim is UNCHANGED, yet writes the test's contact time."""
+    test_id = running(engine)
+    clock.advance(5)
+    assert engine.claim(test_id, "agent-1", Status.RUNNING).kind is Kind.UNCHANGED
+    assert engine.state(test_id).contact_at == clock.now()
+
+
+def two_held(engine: Engine) -> tuple[str, str]:
+    """Two RUNNING tests both held by agent-1."""
+    first = engine.create(spec()).id
+    second = engine.create(spec()).id
+    job = engine.next_job("agent-1")
+    assert job is not None and job.id == first
+    engine.take_job(second, "agent-1")
+    for test_id in (first, second):
+        engine.claim(test_id, "agent-1", Status.INITIATED)
+        engine.claim(test_id, "agent-1", Status.RUNNING)
+    return first, second
+
+
+def test_a_heartbeat_writes_the_contact_of_each_held_test_that_needs_one(clock: ManualClock) -> None:
+    """Held tests whose contact is fresh are skipped; every other held test is written."""
+    policies = Policies(lost_after=30, contact_every=10)
+    engine = Engine(MemoryStore(), clock=clock, policies=policies, ids=counter_ids())
+    pair = two_held(engine)
+    start = clock.now()
+    clock.advance(5)
+    engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+    assert [engine.state(t).contact_at for t in pair] == [start, start]
+    for fresh in (pair, pair[::-1]):
+        clock.advance(10)
+        engine.claim(fresh[0], "agent-1", Status.RUNNING)
+        engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+        assert [engine.state(t).contact_at for t in pair] == [clock.now(), clock.now()]
+
+
+class StaleActive(MemoryStore):
+    """A memory store that answers ``active_tests_of`` with rows read earlier (a race)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stale: list[TestState] | None = None
+
+    def active_tests_of(self, agent_id: str) -> list[TestState]:
+        if self.stale is not None:
+            return self.stale
+        return super().active_tests_of(agent_id)
+
+
+def test_a_heartbeat_that_loses_a_race_reads_each_test_again(clock: ManualClock) -> None:
+    """A held test removed since the read is skipped; one changed since is read and written."""
+    store = StaleActive()
+    engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    gone, moved = two_held(engine)
+    store.stale = [engine.state(gone), engine.state(moved)]
+    engine.claim(gone, "agent-1", Status.DONE)
+    engine.delete(gone)
+    engine.tick()
+    engine.claim(moved, "agent-1", Status.FINISHING)
+    clock.advance(5)
+    engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+    assert engine.state(moved).contact_at == clock.now()
+    assert engine.state(moved).status is Status.FINISHING
