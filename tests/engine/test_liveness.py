@@ -624,6 +624,9 @@ def test_a_heartbeat_writes_the_contact_of_each_held_test_that_needs_one(clock: 
         engine.claim(fresh[0], "agent-1", Status.RUNNING)
         engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
         assert [engine.state(t).contact_at for t in pair] == [clock.now(), clock.now()]
+    clock.advance(10)
+    engine.agent_heartbeat("agent-1", AgentStatus.TESTING)
+    assert [engine.state(t).contact_at for t in pair] == [clock.now(), clock.now()]
 
 
 class StaleActive(MemoryStore):
