@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from loadtest_core import (
+    Aborted,
     Engine,
     InvalidArgument,
     Kind,
@@ -16,6 +17,7 @@ from loadtest_core import (
     PermissionDenied,
     Status,
 )
+from loadtest_core._lifecycle import TestState
 from tests.engine.conftest import EXACT, counter_ids
 
 ANON = {"configurations": [{"agent_selector": {"anonymous_agent": True}}]}
@@ -227,3 +229,84 @@ def test_the_agents_own_token_passes_every_check(engine: Engine) -> None:
     assert engine.store.job_binding(test.id, agent.id) == "token:a"
     other = engine.create(for_agent(agent.id))
     assert engine.take_job(other.id, agent.id).holder == agent.id
+
+
+def test_next_job_names_the_agent_whose_token_it_refuses(engine: Engine) -> None:
+    """Asking for an agent registered with another token is refused with that agent's id."""
+    agent = engine.register_agent(agent_id="tank-7", owner="token:a")
+    with pytest.raises(PermissionDenied) as caught:
+        engine.next_job(agent.id, principal="token:b")
+    assert "tank-7" in caught.value.message
+
+
+def test_an_agent_asking_again_gets_its_bound_job_back(engine: Engine) -> None:
+    """The token that took a job, or an untokened call, gets the held job handed out again."""
+    test = engine.create(for_agent("cached-7"))
+    assert engine.next_job("cached-7", principal="token:a") is not None
+    for principal in ("token:a", None):
+        job = engine.next_job("cached-7", principal=principal)
+        assert job is not None and job.id == test.id
+
+
+def test_take_job_names_the_job_it_refuses(engine: Engine) -> None:
+    """A job not available, or not for the agent, is NotFound naming the job."""
+    named = engine.create(for_agent("agent-1"))
+    with pytest.raises(NotFound) as caught:
+        engine.take_job(named.id, "agent-2")
+    assert named.id in caught.value.message
+    engine.take_job(named.id, "agent-1")
+    with pytest.raises(NotFound) as caught:
+        engine.take_job(named.id, "agent-2")
+    assert named.id in caught.value.message
+
+
+class Racing(MemoryStore):
+    """A memory store where another replica moves a test just before each binding is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meddle: Callable[[str], None] | None = None
+
+    def bind_job(self, test_id: str, agent_id: str, principal: str) -> None:
+        meddle, self.meddle = self.meddle, None
+        if meddle is not None:
+            meddle(test_id)
+        super().bind_job(test_id, agent_id, principal)
+
+
+def test_a_job_taken_by_another_replica_during_take_job_is_aborted(clock: ManualClock) -> None:
+    """take_job losing the race to hand out the job raises Aborted naming the job."""
+    store = Racing()
+    engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    other = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test = engine.create(ANON)
+    store.meddle = lambda test_id: other.take_job(test_id)
+    with pytest.raises(Aborted) as caught:
+        engine.take_job(test.id, "agent-1", principal="token:a")
+    assert test.id in caught.value.message
+    assert engine.job_holder(test.id) == f"anonymous-{test.id}"
+
+
+class Stale(MemoryStore):
+    """A memory store whose pending tests include rows listed as read before they changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[TestState] = []
+
+    def pending_tests(self, kind: str, value: str, agent_id: str, limit: int) -> list[TestState]:
+        return super().pending_tests(kind, value, agent_id, limit) + self.listed
+
+
+def test_next_job_never_hands_out_a_listed_test_held_by_another_or_no_longer_created() -> None:
+    """A listed test that another agent holds, or that was cancelled, is skipped, not taken."""
+    store = Stale()
+    engine = Engine(store, policies=EXACT, ids=counter_ids())
+    held = engine.create(ANON).id
+    engine.next_job("agent-1")
+    cancelled = engine.create(ANON).id
+    engine.stop(cancelled)
+    store.listed = [engine.state(held), engine.state(cancelled)]
+    assert engine.next_job("agent-2") is None
+    assert engine.job_holder(held) == "agent-1"
+    assert engine.state(cancelled).holder is None

@@ -20,6 +20,7 @@ from loadtest_core import (
     Status,
     _engine_core,
 )
+from loadtest_core._lifecycle import TestState
 from tests.engine.conftest import EXACT, counter_ids, counting, running, spec
 
 
@@ -184,3 +185,58 @@ def test_an_engine_over_memory_keeps_no_row_memory(clock: ManualClock) -> None:
     engine = Engine(MemoryStore(), clock=clock)
     running(engine)
     assert engine._rows is None
+
+
+def test_a_contact_that_writes_nothing_answers_on_the_stored_test(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A contact on a remembered RUNNING test another replica stopped answers from STOPPING."""
+    a, b = pair(tmp_path, clock)
+    test_id = running(a)
+    b.stop(test_id)
+    outcome = a.contact(test_id, "agent-1")
+    assert outcome is not None and outcome.status is Status.STOPPING
+
+
+def test_a_poll_of_a_test_deleted_elsewhere_carries_the_wait(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The STOP answered for a remembered test removed by another replica has the usual wait."""
+    path = tmp_path / "shared.db"
+    policies = Policies(lost_after=30, signal_wait=7)
+    a = Engine(SqliteStore(path), clock=clock, policies=policies, ids=counter_ids())
+    b = Engine(SqliteStore(path), clock=clock, policies=policies, ids=counter_ids())
+    test_id = running(a)
+    b.claim(test_id, "agent-1", Status.DONE)
+    b.delete(test_id)
+    b.tick()
+    assert tuple(a.signal(test_id, "agent-1")) == (SignalKind.STOP, 0.0, 7.0)
+
+
+class RowReads(MemoryStore):
+    """A memory store that counts reads of test rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.test_reads = 0
+
+    def get_test(self, test_id: str) -> TestState | None:
+        self.test_reads += 1
+        return super().get_test(test_id)
+
+
+def test_a_job_call_reads_its_test_once(clock: ManualClock) -> None:
+    """A claim, a contact and a poll on a held test each read its row once (nothing remembered)."""
+    store = RowReads()
+    engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    test_id = running(engine)
+    calls = (
+        lambda: engine.claim(test_id, "agent-1", Status.RUNNING),
+        lambda: engine.contact(test_id, "agent-1"),
+        lambda: engine.signal(test_id, "agent-1"),
+    )
+    for call in calls:
+        clock.advance(1)
+        store.test_reads = 0
+        call()
+        assert store.test_reads == 1
