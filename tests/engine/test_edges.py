@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
-from loadtest_core import Engine, Status, TestSpec
+from loadtest_core import Engine, ManualClock, MemoryStore, Status, TestSpec
 from loadtest_core._engine_tests import _spec_size
-from tests.engine.conftest import running, spec
+from loadtest_core._lifecycle import TestState
+from tests.engine.conftest import EXACT, counter_ids, running, spec
 
 
 def test_stop_unfinished_stops_running_and_skips_finished_without_writing(engine: Engine) -> None:
@@ -84,3 +87,122 @@ def test_spec_cache_counts_the_bytes_it_holds(engine: Engine) -> None:
     held = engine._spec_cache.values()
     assert len(held) == 3
     assert engine._spec_cache_bytes == sum(_spec_size(data) for _, data in held)
+
+
+class Spec:
+    """A stand-in spec whose data is one string of a chosen length; counts its conversions."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.conversions = 0
+
+    def to_data(self) -> dict[str, Any]:
+        self.conversions += 1
+        return {"x": self.text}
+
+
+def sized(size: int) -> str:
+    """A text whose stand-in spec's estimated size is ``size``: 64 + (64 + 1 + 64 + len)."""
+    return "a" * (size - 193)
+
+
+def data(engine: Engine, spec: Spec) -> dict[str, Any]:
+    return engine._spec_data(cast(TestSpec, spec))
+
+
+def test_a_specs_estimated_size_is_64_bytes_a_value_plus_its_text() -> None:
+    """Strings count their length, dict entries their key's too, every value 64 bytes more."""
+    assert _spec_size("ab") == 66
+    assert _spec_size({"k": "ab"}) == 64 + 64 + 1 + 66
+    assert _spec_size(["ab", 1]) == 64 + 66 + 64
+    assert _spec_size(None) == 64
+
+
+def test_a_spec_is_converted_to_data_once_per_object(engine: Engine) -> None:
+    """The same spec object gives the same data without converting again; another converts."""
+    one, other = Spec(""), Spec("")
+    first = data(engine, one)
+    assert data(engine, one) is first and one.conversions == 1
+    assert data(engine, other) == first and other.conversions == 1
+
+
+def test_a_spec_over_a_64th_of_the_cache_bound_is_not_cached(engine: Engine) -> None:
+    """A spec of exactly (8 MiB / 64) estimated bytes is cached; one a byte larger is not."""
+    fits, over = Spec(sized(131_072)), Spec(sized(131_073))
+    for spec in (fits, fits, over, over):
+        data(engine, spec)
+    assert (fits.conversions, over.conversions) == (1, 2)
+
+
+def test_the_spec_cache_fills_its_byte_bound_then_starts_over(engine: Engine) -> None:
+    """64 specs of 128 KiB fill 8 MiB and stay cached; the 65th empties the cache first."""
+    text = sized(131_072)
+    specs = [Spec(text) for _ in range(65)]
+    for spec in specs[:64] * 2:
+        data(engine, spec)
+    assert {spec.conversions for spec in specs[:64]} == {1}
+    data(engine, specs[64])
+    data(engine, specs[0])
+    assert specs[0].conversions == 2
+    assert engine._spec_cache_bytes == 2 * 131_072
+
+
+def test_the_spec_cache_holds_at_most_4096_specs(engine: Engine) -> None:
+    """4,096 small specs stay cached; the next one empties the cache first."""
+    specs = [Spec("") for _ in range(4097)]
+    for spec in specs[:4096] * 2:
+        data(engine, spec)
+    assert {spec.conversions for spec in specs[:4096]} == {1}
+    data(engine, specs[4096])
+    data(engine, specs[0])
+    assert specs[0].conversions == 2
+
+
+def test_a_page_holds_the_tests_that_fit_max_bytes_exactly(engine: Engine) -> None:
+    """Tests measured by size_of that sum to exactly max_bytes share one page."""
+    for i in range(3):
+        engine.create(spec(f"a{i}"))
+    page, token = engine.list_tests(max_bytes=20, size_of=lambda t: 10)
+    assert len(page) == 2 and token
+
+
+def test_a_folder_lists_only_and_all_of_its_tests(engine: Engine) -> None:
+    """Tests of two folders created in turn: a folder's page holds exactly its own."""
+    folders: dict[str, list[str]] = {"f1": [], "f2": []}
+    for i in range(6):
+        folder = f"f{i % 2 + 1}"
+        folders[folder].append(engine.create({**spec(f"a{i}"), "folder_id": folder}).id)
+    for folder, ids in folders.items():
+        page, token = engine.list_tests(folder_id=folder)
+        assert sorted(t.id for t in page) == sorted(ids) and token == ""
+
+
+class StaleOnce(MemoryStore):
+    """A memory store that answers the first read of some tests with an earlier row (a race)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stale: dict[str, TestState] = {}
+
+    def get_test(self, test_id: str) -> TestState | None:
+        if isinstance(test_id, str) and test_id in self.stale:
+            return self.stale.pop(test_id)
+        return super().get_test(test_id)
+
+
+def test_stop_unfinished_skips_a_test_that_finished_since_its_read(clock: ManualClock) -> None:
+    """A test read RUNNING but DONE by its stop is skipped; the batch goes on to the next."""
+    store = StaleOnce()
+    engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    finished = running(engine, "a1")
+    live = running(engine, "a2")
+    store.stale[finished] = engine.state(finished)
+    engine.claim(finished, "a1", Status.DONE)
+    assert engine.stop_unfinished([finished, live]) == 1
+    assert engine.state(live).status is Status.STOPPING
+
+
+def test_stop_unfinished_skips_ids_that_are_not_strings(engine: Engine) -> None:
+    """An id of another type (from a request body) names no test: it is skipped, not looked up."""
+    live = running(engine)
+    assert engine.stop_unfinished([["x"], 5, live]) == 1  # type: ignore[list-item]

@@ -452,8 +452,9 @@ def test_a_repeated_id_aborts_the_create_and_changes_nothing(clock: ManualClock)
     """An ids function that repeats itself makes create raise Aborted, writing nothing."""
     engine = Engine(MemoryStore(), clock=clock, ids=lambda kind: f"{kind}-same")
     first = engine.create(spec(name="one"))
-    with pytest.raises(Aborted):
+    with pytest.raises(Aborted) as caught:
         engine.create(spec(name="two"))
+    assert "test-same" in caught.value.message
     assert engine.get(first.id) == first
     assert [r.event for r in engine.events()] == ["create"]
 
@@ -618,3 +619,23 @@ def test_an_upload_reads_its_test_once(clock: ManualClock) -> None:
     reads = counting(engine.store, "get_test")
     assert engine.upload(test_id, "agent-1", "trails", []) == 0
     assert reads == [test_id]
+
+
+def test_a_created_test_has_a_test_id_and_a_created_record(clock: ManualClock) -> None:
+    """With the default ids a test's id starts with ``test``; its record's reason is created."""
+    engine = Engine(MemoryStore(), clock=clock)
+    test_id = engine.create(spec()).id
+    assert test_id.startswith("test")
+    (record,) = engine.events(test_id=test_id)
+    assert (record.event, record.reason, record.actor) == ("create", "created", "")
+
+
+def test_user_commands_without_a_principal_record_an_empty_actor(engine: Engine) -> None:
+    """create, create_id, stop, a batch stop and delete default to the empty principal."""
+    first = engine.create(spec()).id
+    second = engine.create_id(spec())
+    engine.stop(first)
+    engine.stop_unfinished([second])
+    engine.delete(first)
+    assert {r.actor for r in engine.events()} == {""}
+    assert {engine.state(t).created_by for t in (first, second)} == {""}
