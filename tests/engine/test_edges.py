@@ -196,8 +196,9 @@ def test_stop_unfinished_skips_a_test_that_finished_since_its_read(clock: Manual
     engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
     finished = running(engine, "a1")
     live = running(engine, "a2")
-    store.stale[finished] = engine.state(finished)
+    before = engine.state(finished)
     engine.claim(finished, "a1", Status.DONE)
+    store.stale[finished] = before
     assert engine.stop_unfinished([finished, live]) == 1
     assert engine.state(live).status is Status.STOPPING
 
