@@ -137,6 +137,7 @@ def test_config_arguments_are_refused_by_field() -> None:
         with pytest.raises(InvalidArgument) as caught:
             call()
         assert caught.value.field == field and text in caught.value.message
+        assert caught.value.message.startswith(f"{field}:")
     assert engine.create_config(YAML, folder_id="f" * 128).folder_id == "f" * 128
 
 
@@ -179,3 +180,20 @@ def test_a_page_of_exactly_the_rest_has_no_token_and_pages_continue_after_their_
     assert [c.name for c in page] == ["c5", "c4", "c3"] and token
     page, token = engine.list_configs(page_size=3, page_token=token)
     assert [c.name for c in page] == ["c2", "c1", "c0"] and token == ""
+
+
+class DeletedMeanwhile(MemoryStore):
+    """A memory store where another replica deletes each config just before this one does."""
+
+    def delete_config(self, config_id: str, at: float) -> bool:
+        super().delete_config(config_id, at)
+        return False
+
+
+def test_a_config_deleted_by_another_replica_meanwhile_is_not_found() -> None:
+    """Deleting a config that went between its read and its deletion is NotFound naming it."""
+    engine = Engine(DeletedMeanwhile(), ids=counter_ids())
+    config = engine.create_config(YAML)
+    with pytest.raises(NotFound) as caught:
+        engine.delete_config(config.id)
+    assert config.id in caught.value.message

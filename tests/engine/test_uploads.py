@@ -18,6 +18,7 @@ from loadtest_core import (
     NotFound,
     Policies,
     Rejected,
+    SqliteStore,
     Status,
     Store,
 )
@@ -240,5 +241,34 @@ def test_an_event_naming_no_test_id_string_is_the_agents_own(engine: Engine) -> 
     """A test id that is not a string names no test: the event is kept for the agent."""
     running(engine)
     odd: Any = 7
+    engine.report_events("agent-1", [(odd, {"n": 1})])
+    assert [u.data for u in engine.agent_events("agent-1")] == [{"n": 1}]
+
+
+class RemovedMeanwhile(MemoryStore):
+    """A memory store where each test is removed by another replica just before an upload."""
+
+    def add_uploads(
+        self, test_id: str, agent_id: str, kind: str, at: float, items: tuple[str, ...], limit: int
+    ) -> int | None:
+        return 0
+
+
+def test_uploads_to_a_test_removed_meanwhile(clock: ManualClock) -> None:
+    """An upload is NotFound naming the test; reported events are kept for the agent instead."""
+    engine = make(RemovedMeanwhile(), clock)
+    test_id = running(engine)
+    with pytest.raises(NotFound) as caught:
+        engine.upload(test_id, "agent-1", "events", [{"n": 1}])
+    assert test_id in caught.value.message
+    engine.report_events("agent-1", [(test_id, {"n": 2})])
+    assert [u.data for u in engine.agent_events("agent-1")] == [{"n": 2}]
+
+
+def test_an_event_naming_a_test_by_a_tuple_is_the_agents_own(tmp_path: Path) -> None:
+    """A test id that is not a string is never looked up, even in a store that cannot bind it."""
+    engine = make(SqliteStore(tmp_path / "t.db"), ManualClock())
+    running(engine)
+    odd: Any = ("test-000001",)
     engine.report_events("agent-1", [(odd, {"n": 1})])
     assert [u.data for u in engine.agent_events("agent-1")] == [{"n": 1}]
