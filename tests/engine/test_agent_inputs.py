@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -89,13 +91,14 @@ def refusal(call: Callable[[], object]) -> tuple[str, str]:
 
 
 def test_job_calls_refuse_a_bad_agent_id_or_text_by_field(engine: Engine) -> None:
-    """next_job and claim refuse an agent id that is no non-empty string, and NUL in text, by field."""
+    """next_job, claim and take_job refuse an agent id that is no non-empty string, by field."""
     test_id = running(engine)
     for bad in ("", 5):
+        wrong: Any = bad
         for call in (
-            lambda: engine.next_job(bad),  # type: ignore[arg-type]
-            lambda: engine.claim(test_id, bad, Status.RUNNING),  # type: ignore[arg-type]
-            lambda: engine.take_job(test_id, bad),  # type: ignore[arg-type]
+            lambda w=wrong: engine.next_job(w),
+            lambda w=wrong: engine.claim(test_id, w, Status.RUNNING),
+            lambda w=wrong: engine.take_job(test_id, w),
         ):
             field, message = refusal(call)
             assert field == "agent_id" and message.startswith("agent_id:")
@@ -107,7 +110,8 @@ def test_job_calls_refuse_a_bad_agent_id_or_text_by_field(engine: Engine) -> Non
 def test_list_tests_refuses_a_page_size_that_is_no_count_by_field(engine: Engine) -> None:
     """A page size that is not a non-negative int (a bool, a string, -1) is an invalid page_size."""
     for bad in (True, "5", -1):
-        field, message = refusal(lambda: engine.list_tests(page_size=bad))  # type: ignore[arg-type]
+        size: Any = bad
+        field, message = refusal(partial(engine.list_tests, page_size=size))
         assert field == "page_size" and message.startswith("page_size:")
 
 

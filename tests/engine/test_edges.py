@@ -89,7 +89,7 @@ def test_spec_cache_counts_the_bytes_it_holds(engine: Engine) -> None:
     assert engine._spec_cache_bytes == sum(_spec_size(data) for _, data in held)
 
 
-class Spec:
+class FakeSpec:
     """A stand-in spec whose data is one string of a chosen length; counts its conversions."""
 
     def __init__(self, text: str) -> None:
@@ -106,7 +106,7 @@ def sized(size: int) -> str:
     return "a" * (size - 193)
 
 
-def data(engine: Engine, spec: Spec) -> dict[str, Any]:
+def data(engine: Engine, spec: FakeSpec) -> dict[str, Any]:
     return engine._spec_data(cast(TestSpec, spec))
 
 
@@ -120,7 +120,7 @@ def test_a_specs_estimated_size_is_64_bytes_a_value_plus_its_text() -> None:
 
 def test_a_spec_is_converted_to_data_once_per_object(engine: Engine) -> None:
     """The same spec object gives the same data without converting again; another converts."""
-    one, other = Spec(""), Spec("")
+    one, other = FakeSpec(""), FakeSpec("")
     first = data(engine, one)
     assert data(engine, one) is first and one.conversions == 1
     assert data(engine, other) == first and other.conversions == 1
@@ -128,19 +128,19 @@ def test_a_spec_is_converted_to_data_once_per_object(engine: Engine) -> None:
 
 def test_a_spec_over_a_64th_of_the_cache_bound_is_not_cached(engine: Engine) -> None:
     """A spec of exactly (8 MiB / 64) estimated bytes is cached; one a byte larger is not."""
-    fits, over = Spec(sized(131_072)), Spec(sized(131_073))
-    for spec in (fits, fits, over, over):
-        data(engine, spec)
+    fits, over = FakeSpec(sized(131_072)), FakeSpec(sized(131_073))
+    for one in (fits, fits, over, over):
+        data(engine, one)
     assert (fits.conversions, over.conversions) == (1, 2)
 
 
 def test_the_spec_cache_fills_its_byte_bound_then_starts_over(engine: Engine) -> None:
     """64 specs of 128 KiB fill 8 MiB and stay cached; the 65th empties the cache first."""
     text = sized(131_072)
-    specs = [Spec(text) for _ in range(65)]
-    for spec in specs[:64] * 2:
-        data(engine, spec)
-    assert {spec.conversions for spec in specs[:64]} == {1}
+    specs = [FakeSpec(text) for _ in range(65)]
+    for one in specs[:64] * 2:
+        data(engine, one)
+    assert {one.conversions for one in specs[:64]} == {1}
     data(engine, specs[64])
     data(engine, specs[0])
     assert specs[0].conversions == 2
@@ -149,10 +149,10 @@ def test_the_spec_cache_fills_its_byte_bound_then_starts_over(engine: Engine) ->
 
 def test_the_spec_cache_holds_at_most_4096_specs(engine: Engine) -> None:
     """4,096 small specs stay cached; the next one empties the cache first."""
-    specs = [Spec("") for _ in range(4097)]
-    for spec in specs[:4096] * 2:
-        data(engine, spec)
-    assert {spec.conversions for spec in specs[:4096]} == {1}
+    specs = [FakeSpec("") for _ in range(4097)]
+    for one in specs[:4096] * 2:
+        data(engine, one)
+    assert {one.conversions for one in specs[:4096]} == {1}
     data(engine, specs[4096])
     data(engine, specs[0])
     assert specs[0].conversions == 2

@@ -265,7 +265,7 @@ class Racing(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.meddle: Callable[[str], None] | None = None
+        self.meddle: Callable[[str], object] | None = None
 
     def bind_job(self, test_id: str, agent_id: str, principal: str) -> None:
         meddle, self.meddle = self.meddle, None

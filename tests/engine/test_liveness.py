@@ -531,6 +531,8 @@ def test_only_a_lease_reads_the_agent_and_only_a_stop_its_operation(
     assert engine.tick() == 1
     assert engine.state(lost_id).status is Status.LOST
     assert agents == []
+
+
 class AgentReads(MemoryStore):
     """A memory store that counts reads of agent rows."""
 
@@ -610,7 +612,9 @@ def two_held(engine: Engine) -> tuple[str, str]:
     return first, second
 
 
-def test_a_heartbeat_writes_the_contact_of_each_held_test_that_needs_one(clock: ManualClock) -> None:
+def test_a_heartbeat_writes_the_contact_of_each_held_test_that_needs_one(
+    clock: ManualClock,
+) -> None:
     """Held tests whose contact is fresh are skipped; every other held test is written."""
     policies = Policies(lost_after=30, contact_every=10)
     engine = Engine(MemoryStore(), clock=clock, policies=policies, ids=counter_ids())
