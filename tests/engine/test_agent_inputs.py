@@ -139,3 +139,12 @@ def test_a_claim_on_an_unheld_test_takes_its_job(engine: Engine) -> None:
     assert engine.claim(test_id, "agent-7", Status.INITIATED).ok
     assert engine.state(test_id).holder == "agent-7"
     assert engine.job_holder(test_id) == "agent-7"
+
+
+def test_an_imbalance_point_keeps_its_comment(engine: Engine) -> None:
+    """The comment of an imbalance report is stored with its time and rps; a bad rps is named."""
+    test_id = running(engine)
+    assert engine.report_imbalance(test_id, "agent-1", at=3.0, rps=40, comment="spike").ok
+    assert engine.state(test_id).imbalance == (3.0, 40, "spike")
+    call = partial(engine.report_imbalance, test_id, "agent-1", at=3.0, rps=-1)
+    assert refusal(call)[1].startswith("rps:")

@@ -310,3 +310,15 @@ def test_next_job_never_hands_out_a_listed_test_held_by_another_or_no_longer_cre
     assert engine.next_job("agent-2") is None
     assert engine.job_holder(held) == "agent-1"
     assert engine.state(cancelled).holder is None
+
+
+def test_a_job_call_with_another_token_names_the_job(engine: Engine) -> None:
+    """A job bound to one token refuses another, naming the job, by job call and by re-asking."""
+    test = engine.create(for_agent("cached-7"))
+    engine.next_job("cached-7", principal="token:a")
+    with pytest.raises(PermissionDenied) as caught:
+        engine.job_caller(test.id, "token:b")
+    assert test.id in caught.value.message
+    with pytest.raises(PermissionDenied) as caught:
+        engine.next_job("cached-7", principal="token:b")
+    assert test.id in caught.value.message
