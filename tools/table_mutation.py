@@ -5,9 +5,9 @@
 mutmut 3 mutates function bodies only, so the grids and tables of
 ``loadtest_core/_table.py`` (AGENT_GRID, COMMAND_GRID, DEADLINES, SIGNALS,
 HEARTBEAT_IS_CONTACT, HEARTBEAT_WHILE_HELD) are never changed by it. This tool
-makes one mutant per grid cell (the cell takes the value most common among the
-other cells of its column, or of the grid when the column has one value) and one
-per table entry (the entry takes another value of its table), then runs the tests
+makes one mutant per grid cell and one per table entry: the cell or entry takes the
+value most common among the others of its column or table (of the whole grid when
+the column has one value), the likeliest slip. Then it runs the tests
 against each mutant in a forked child that imports the mutated module in place of
 the real one: nothing is written to disk.
 
@@ -94,17 +94,15 @@ def _grid_mutants(lines: list[str], grid: str, triggers: Sequence[str]) -> Itera
 def _table_mutants(lines: list[str], table: str) -> Iterator[Mutant]:
     first, last = _block(lines, f"{table}: ", "}")
     entries = [(i, m) for i in range(first, last) if (m := _ENTRY.match(lines[i]))]
-    values = list(dict.fromkeys(m["value"] for _, m in entries))
+    values = collections.Counter(m["value"] for _, m in entries)
     for i, m in entries:
-        for after in values:
-            if after == m["value"]:
-                continue
-            new = f"{m['key']}{after},"
-            yield Mutant(
-                f"{table}[{m['key'].strip().rstrip(':')}]", m["value"], after,
-                "\n".join([*lines[:i], new, *lines[i + 1 :]]) + "\n",
-                _FIRST[table],
-            )  # fmt: skip
+        after = next(v for v, _ in values.most_common() if v != m["value"])
+        new = f"{m['key']}{after},"
+        yield Mutant(
+            f"{table}[{m['key'].strip().rstrip(':')}]", m["value"], after,
+            "\n".join([*lines[:i], new, *lines[i + 1 :]]) + "\n",
+            _FIRST[table],
+        )  # fmt: skip
 
 
 def mutants() -> list[Mutant]:
@@ -200,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     survivors: list[Mutant] = []
     by_table: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
-    for m in found:
+    for n, m in enumerate(found, start=1):
         killed = _run_child(m, ["-W", "ignore"])
+        print(f"{n}/{len(found)} {'killed' if killed else 'SURVIVED'} {m.where}", file=sys.stderr)
         table = m.where.split()[0].split("[")[0]
         by_table[table][0] += killed
         by_table[table][1] += 1
