@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 from loadtest_core import Commit, LogRecord, MemoryStore, TestState
+from loadtest_core._store import _CHUNK
 from loadtest_core._table import PHASES
 from tests.stores._history import record
 
@@ -45,3 +48,23 @@ def test_the_due_heap_is_compacted_once_it_passes_twice_the_tests_plus_1024() ->
         assert min(sizes) <= 4  # compacted: one entry per test, then one pushed
         assert store.next_due() == 1500.0
         assert [s.id for s in store.due_tests(5000.0, None, 10)] == ["a", "b", "z"]
+
+
+def test_reading_newest_first_pages_through_every_test_once_and_ends() -> None:
+    """Newest-first reads page past a chunk, with or without a status hint, and then end."""
+    store = MemoryStore()
+    n = 2 * _CHUNK + 3
+    running = PHASES["RUNNING"]
+    for i in range(n):
+        state = TestState(f"t{i:04}", float(i))
+        state.stamp = 1
+        state.phase = running
+        store.commit(Commit(state.id, 0, test=state))
+    newest = [f"t{i:04}" for i in reversed(range(n))]
+    hint = frozenset({running.status})
+    for before, expected in ((None, newest), ((float(n - 2), f"t{n - 2:04}"), newest[2:])):
+        # one more than can exist: a reader that starts over never ends, so bound it
+        read = [s.id for s in itertools.islice(store.iter_tests_newest(before), n + 1)]
+        assert read == expected
+        hinted = itertools.islice(store.iter_tests_newest(before, statuses=hint), n + 1)
+        assert [s.id for s in hinted] == expected
