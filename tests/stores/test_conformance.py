@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import sqlite3
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from loadtest_core import (
     TestState,
     VersionConflict,
 )
-from loadtest_core._store import Store
+from loadtest_core._store import _CHUNK, Store
 from loadtest_core._table import PHASES
 from tests.engine.conftest import spec
 from tests.stores._backings import Backing, pg_admin
@@ -773,3 +774,17 @@ def test_dropped_marks_name_stored_tests_and_go_with_them(store: Store) -> None:
     store.commit(Commit("t", 1, remove=True))
     assert store.dropped_jobs("agent-1") == frozenset({"u"})
     assert store.dropped_jobs("agent-2") == frozenset()
+
+
+def test_newest_first_reads_end_after_every_test_once(store: Store) -> None:
+    """Newest-first reads, plain and by status, page past their first page and then end."""
+    n = 2 * _CHUNK + 3  # past MemoryStore's chunk and the SQL stores' growing pages
+    for i in range(n):
+        _insert(store, f"t{i:04}", float(i))
+    newest = [f"t{i:04}" for i in reversed(range(n))]
+    created = frozenset({Status.CREATED})
+    for before, expected in ((None, newest), ((float(n - 2), f"t{n - 2:04}"), newest[2:])):
+        for hint in (None, created):
+            # one more than exists: a reader that starts over would never end, so bound it
+            read = itertools.islice(store.iter_tests_newest(before, statuses=hint), n + 1)
+            assert [s.id for s in read] == expected, (before, hint)
