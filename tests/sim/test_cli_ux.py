@@ -45,6 +45,14 @@ def test_bad_options_are_refused_before_the_run(
     assert len(errors) == 1 and message in errors[0]
 
 
+# Ctrl-C as a terminal sends it: a process started in the background of a shell script
+# (nohup, `&`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+_AS_IN_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from loadtest_core.cli import main; sys.argv[0] = 'loadtest-core'; raise SystemExit(main())"
+)
+
+
 def test_a_read_only_directory_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -118,7 +126,7 @@ def test_ctrl_c_prints_what_ran(tmp_path: Path) -> None:
     for workers in ("1", "2"):
         proc = subprocess.Popen(
             [
-                *(sys.executable, "-m", "loadtest_core.cli", "simulate"),
+                *(sys.executable, "-c", _AS_IN_A_TERMINAL, "simulate"),
                 *("--tests", "300000", "--workers", workers, "--json"),
             ],
             stdout=subprocess.PIPE,
