@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.tools._load import load_tool
+
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "tools" / "mutation.py"
-    spec = importlib.util.spec_from_file_location("mutation_tool", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mutation_tool"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("mutation")
 
 
 def _mutant(tool: ModuleType, before: str, after: str, code: int | None = 0, n: int = 1) -> object:
@@ -34,6 +27,8 @@ def _mutant(tool: ModuleType, before: str, after: str, code: int | None = 0, n: 
         ("\"SELECT seq FROM sqlite_sequence WHERE name = 'events'\"",
          "\"select seq from sqlite_sequence where name = 'events'\""),
         ('where = ["deleted_at IS NULL"]', 'where = ["DELETED_AT IS NULL"]'),
+        ('db.execute("BEGIN IMMEDIATE")', 'db.execute("begin immediate")'),
+        ('db.execute("PRAGMA journal_mode=WAL")', 'db.execute("pragma journal_mode=wal")'),
         ('by_test = "" if test_id is None else "AND test_id = %s "',
          'by_test = "" if test_id is None else "and test_id = %s "'),
     ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,17 +10,12 @@ from types import ModuleType
 import pytest
 
 from loadtest_core import Status, _table
+from tests.tools._load import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "tools" / "table_mutation.py"
-    spec = importlib.util.spec_from_file_location("table_mutation_tool", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["table_mutation_tool"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("table_mutation")
 
 
 def _namespace(source: str) -> dict[str, object]:
