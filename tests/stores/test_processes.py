@@ -83,21 +83,28 @@ def test_two_hand_outs_of_one_job_have_one_winner(shared: Backing) -> None:
     for agent in agents:
         setup.register_agent(agent_id=agent, labels={"pool": "p"})
     selector = {"match_by_filter": 'labels.pool = "p"'}
-    ids = {setup.create({"configurations": [{"agent_selector": selector}]}).id for _ in range(60)}
-    children = [
-        Child("hand_outs", shared.kind, shared.target, {"agent": agent}) for agent in agents
-    ]
-    results = run_together(children)
-    got = [job for r in results for job in r["jobs"]]
-    assert sorted(got) == sorted(ids)  # every job once: nobody was handed another's job
-    assert all(o == "accepted" for r in results for o in r["outcomes"])
-    assert sum(1 for r in results if r["jobs"]) >= 2  # the race had more than one taker
-    store = shared.open()
-    for agent, r in zip(agents, results, strict=True):
-        for job in r["jobs"]:
-            state = store.get_test(job)
-            assert state is not None and state.assigned_agent_id == agent
-            assert state.status is Status.INITIATED
+    takers = 0
+    for _ in range(3):  # a loaded machine may run one child to the end before the others start
+        ids = {
+            setup.create({"configurations": [{"agent_selector": selector}]}).id for _ in range(60)
+        }
+        children = [
+            Child("hand_outs", shared.kind, shared.target, {"agent": agent}) for agent in agents
+        ]
+        results = run_together(children)
+        got = [job for r in results for job in r["jobs"]]
+        assert sorted(got) == sorted(ids)  # every job once: nobody was handed another's job
+        assert all(o == "accepted" for r in results for o in r["outcomes"])
+        store = shared.open()
+        for agent, r in zip(agents, results, strict=True):
+            for job in r["jobs"]:
+                state = store.get_test(job)
+                assert state is not None and state.assigned_agent_id == agent
+                assert state.status is Status.INITIATED
+        takers = sum(1 for r in results if r["jobs"])
+        if takers >= 2:
+            break
+    assert takers >= 2  # in one round at least, the race had more than one taker
     _assert_consistent(store)
 
 
