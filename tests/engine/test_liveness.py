@@ -20,8 +20,7 @@ from loadtest_core import (
 )
 from loadtest_core._engine_core import _ROWS
 from loadtest_core._lifecycle import TestState
-from loadtest_core._records import AgentRecord
-from loadtest_core._store import Commit
+from loadtest_core._store import Commit, Store
 from tests.engine.conftest import EXACT, counter_ids, counting, running, spec
 
 
@@ -29,6 +28,14 @@ def lost(engine: Engine, clock: ManualClock, test_id: str) -> None:
     clock.advance(engine.policies.lost_after + engine.policies.contact_interval)
     engine.tick()
     assert engine.state(test_id).status is Status.LOST
+
+
+def replicas(store: Store, clock: ManualClock) -> tuple[Engine, Engine]:
+    """Two engines over one store, as two replicas of a server are."""
+    return (
+        Engine(store, clock=clock, policies=EXACT, ids=counter_ids()),
+        Engine(store, clock=clock, policies=EXACT, ids=counter_ids()),
+    )
 
 
 def test_heartbeats_keep_a_recovered_test_alive(engine: Engine, clock: ManualClock) -> None:
@@ -246,8 +253,7 @@ def test_a_failed_deadline_fires_on_a_later_tick(clock: ManualClock) -> None:
 def test_two_tickers_fire_one_deadline_once(clock: ManualClock) -> None:
     """Two engines ticking over one store fire a due LOST exactly once."""
     store = MemoryStore()
-    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
-    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    a, b = replicas(store, clock)
     test_id = running(a)
     clock.advance(31)
     assert a.tick() + b.tick() == 1
@@ -360,8 +366,7 @@ class _Interleaved(MemoryStore):
 def test_a_heartbeat_that_loses_a_race_writes_contact_on_the_new_row(clock: ManualClock) -> None:
     """A heartbeat whose contact write loses to another replica's stop reads again and writes."""
     store = _Interleaved()
-    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
-    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    a, b = replicas(store, clock)
     test_id = running(a)
     clock.advance(10)
     store.before, store.interleave = "active_tests_of", lambda: b.stop(test_id)
@@ -383,8 +388,7 @@ def test_a_deadline_that_stopped_being_due_during_its_write_does_not_fire(
 ) -> None:
     """A LOST whose write loses to the agent's contact or final claim is not fired nor counted."""
     store = _Interleaved()
-    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
-    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    a, b = replicas(store, clock)
     test_id = running(a)
     clock.advance(31)
     store.interleave = lambda: meanwhile(b, test_id)
@@ -478,8 +482,7 @@ def test_deadlines_due_at_time_zero_are_paged_like_any_other() -> None:
 def test_a_purge_racing_another_replicas_removal_is_no_error(clock: ManualClock) -> None:
     """A tick whose purge loses to another replica's removal of the test goes on with the rest."""
     store = _Interleaved()
-    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
-    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    a, b = replicas(store, clock)
     ids = [running(a, f"agent-{i}") for i in range(2)]
     for i, test_id in enumerate(ids):
         a.claim(test_id, f"agent-{i}", Status.DONE)
@@ -494,8 +497,7 @@ def test_a_poll_whose_contact_write_loses_a_race_is_answered_on_the_new_row(
 ) -> None:
     """A poll whose contact write loses to another replica's stop writes again and answers STOP."""
     store = _Interleaved()
-    a = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
-    b = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    a, b = replicas(store, clock)
     test_id = running(a)
     clock.advance(10)
     store.interleave = lambda: b.stop(test_id)
@@ -533,45 +535,35 @@ def test_only_a_lease_reads_the_agent_and_only_a_stop_its_operation(
     assert agents == []
 
 
-class AgentReads(MemoryStore):
-    """A memory store that counts reads of agent rows."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.agent_reads = 0
-
-    def get_agent(self, agent_id: str) -> AgentRecord | None:
-        self.agent_reads += 1
-        return super().get_agent(agent_id)
-
-
 def test_an_agents_job_calls_read_its_row_once_per_contact_interval() -> None:
     """The first job call of an agent reads its row, the next only contact_every later."""
-    store = AgentReads()
+    store = MemoryStore()
+    reads = counting(store, "get_agent")
     clock = ManualClock(0.0)
     engine = Engine(store, clock=clock, policies=Policies(lost_after=30, contact_every=10))
     engine.signal("test-404", "a1")
-    assert store.agent_reads == 1
+    assert len(reads) == 1
     clock.set(9.5)
     engine.signal("test-404", "a1")
     engine.signal("test-404", "a2")
-    assert store.agent_reads == 2
+    assert len(reads) == 2
     clock.set(10.0)
     engine.signal("test-404", "a1")
-    assert store.agent_reads == 3
+    assert len(reads) == 3
 
 
 def test_an_engine_remembers_its_looks_at_no_more_than_a_bounded_number_of_agents() -> None:
     """Looking at one agent more than the bound forgets every earlier look: the next call reads."""
-    store = AgentReads()
+    store = MemoryStore()
+    reads = counting(store, "get_agent")
     engine = Engine(store, clock=ManualClock(), policies=Policies(lost_after=30))
     for i in range(_ROWS):
         engine.signal("test-404", f"a{i}")
     engine.signal("test-404", "a0")
-    assert store.agent_reads == _ROWS
+    assert len(reads) == _ROWS
     engine.signal("test-404", f"a{_ROWS}")
     engine.signal("test-404", "a0")
-    assert store.agent_reads == _ROWS + 2
+    assert len(reads) == _ROWS + 2
 
 
 def test_every_job_call_of_a_registered_agent_renews_its_seen_time(

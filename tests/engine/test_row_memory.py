@@ -20,7 +20,6 @@ from loadtest_core import (
     Status,
     _engine_core,
 )
-from loadtest_core._lifecycle import TestState
 from tests.engine.conftest import EXACT, counter_ids, counting, running, spec
 
 
@@ -213,22 +212,11 @@ def test_a_poll_of_a_test_deleted_elsewhere_carries_the_wait(
     assert tuple(a.signal(test_id, "agent-1")) == (SignalKind.STOP, 0.0, 7.0)
 
 
-class RowReads(MemoryStore):
-    """A memory store that counts reads of test rows."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.test_reads = 0
-
-    def get_test(self, test_id: str) -> TestState | None:
-        self.test_reads += 1
-        return super().get_test(test_id)
-
-
 def test_a_job_call_reads_its_test_once(clock: ManualClock) -> None:
     """A claim, a contact and a poll on a held test each read its row once (nothing remembered)."""
-    store = RowReads()
+    store = MemoryStore()
     engine = Engine(store, clock=clock, policies=EXACT, ids=counter_ids())
+    reads = counting(store, "get_test")
     test_id = running(engine)
     calls = (
         lambda: engine.claim(test_id, "agent-1", Status.RUNNING),
@@ -237,6 +225,6 @@ def test_a_job_call_reads_its_test_once(clock: ManualClock) -> None:
     )
     for call in calls:
         clock.advance(1)
-        store.test_reads = 0
+        reads.clear()
         call()
-        assert store.test_reads == 1
+        assert reads == [test_id]
