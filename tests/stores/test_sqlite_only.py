@@ -346,6 +346,19 @@ def test_read_only_file_refuses_writes_and_writes_nothing(tmp_path: Path) -> Non
     assert len(list(store.iter_tests())) == before + 1
 
 
+def test_a_file_that_leaves_its_path_during_a_write_is_reported(tmp_path: Path) -> None:
+    """A write whose file is moved away before its commit ends raises, not acknowledged."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+
+    def work(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('late', 'write')")
+        path.rename(tmp_path / "moved.db")
+
+    with pytest.raises(StoreUnavailable, match="No such file"):
+        store._write(work)
+
+
 def test_busy_database_is_unavailable_not_internal(tmp_path: Path) -> None:
     """A write lock held past the busy timeout raises StoreUnavailable."""
     store, engine, path = _store_with_a_test(tmp_path)
