@@ -51,7 +51,8 @@ _TEXT_LINE = re.compile(r"""^(raise \w+\(|log\.\w+\(|\w+Error\(|message = |f?["'
 _LITERAL = re.compile(r"""f?"[^"]*"|f?'[^']*'|\bNone\b""")
 _SQL_WORD = re.compile(
     r"\b(SELECT|INSERT|UPDATE|DELETE|FROM|WHERE|VALUES|ORDER BY|SET|JOIN|AND|IS NULL"
-    r"|PRAGMA|BEGIN|COMMIT|ROLLBACK|CREATE TABLE|UNION ALL)\b"
+    r"|PRAGMA|BEGIN|COMMIT|ROLLBACK|CREATE TABLE|UNION ALL|ON CONFLICT|DO NOTHING|RETURNING"
+    r"|EXCLUDED)\b"
 )
 _SQL_VALUE = re.compile(r"'[^']*'")
 SQL_CASE = "equivalent: SQL keywords and unquoted names are case-insensitive"

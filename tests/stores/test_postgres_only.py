@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -91,7 +91,7 @@ def test_bad_arguments_are_refused_before_connecting() -> None:
     for schema in ("Upper", "a-b", 'x"; drop', "", "9lives"):
         with pytest.raises(ValueError, match="schema"):
             PostgresStore("postgresql://127.0.0.1:1/none", schema=schema)
-    with pytest.raises(ValueError, match="pool_size"):
+    with pytest.raises(ValueError, match=r"^pool_size must be at least 1$"):
         PostgresStore("postgresql://127.0.0.1:1/none", pool_size=0)
 
 
@@ -103,7 +103,9 @@ def test_no_server_is_a_store_error_naming_the_cause() -> None:
     with pytest.raises(StoreUnavailable, match=r"cannot connect to PostgreSQL.*refused"):
         PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2)
     assert time.monotonic() - started < 5
-    with pytest.raises(StoreError, match="not a PostgreSQL DSN"):
+    with pytest.raises(
+        StoreError, match=r'^not a PostgreSQL DSN: invalid connection option "nonsense"$'
+    ):
         PostgresStore("nonsense=1")
 
 
@@ -175,6 +177,24 @@ def test_the_pool_bounds_connections_and_serves_every_thread(pg: Backing) -> Non
     assert errors == [] and 1 <= peak[0] <= 3
 
 
+def _bounded(call: Callable[[], object], seconds: float = 5) -> object:
+    """``call()``'s result or exception, from a thread: a wait that never ends fails the test
+    instead of hanging it."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still waiting after {seconds} s"
+    return outcome[0]
+
+
 def test_a_pool_with_no_free_connection_times_out(pg: Backing) -> None:
     """When every connection stays borrowed, a call waits pool_wait and raises StoreError."""
     from loadtest_core import PostgresStore
@@ -184,12 +204,31 @@ def test_a_pool_with_no_free_connection_times_out(pg: Backing) -> None:
     held = store._pool.take()
     try:
         started = time.monotonic()
-        with pytest.raises(StoreUnavailable, match="no PostgreSQL connection free"):
-            store.get_test("a")
-        assert 0.25 <= time.monotonic() - started < 5
+        got = _bounded(lambda: store.get_test("a"))
+        waited = time.monotonic() - started
     finally:
         store._pool.give(held)
+    assert isinstance(got, StoreUnavailable) and "no PostgreSQL connection free" in str(got)
+    assert 0.25 <= waited < 5
     assert store.get_test("a") is None
+
+
+def test_a_waiting_call_takes_the_connection_handed_back(pg: Backing) -> None:
+    """A call waiting for a free connection gets the one handed back at once, not at pool_wait."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=1, pool_wait=5)
+    assert isinstance(store, PostgresStore)
+    held = store._pool.take()
+    hand_back = threading.Timer(0.2, store._pool.give, (held,))
+    started = time.monotonic()
+    hand_back.start()
+    try:
+        got = _bounded(lambda: store.get_test("a"), 10)
+    finally:
+        hand_back.join()
+    assert got is None
+    assert time.monotonic() - started < 2
 
 
 def test_a_locked_row_times_out_as_a_store_error(pg: Backing) -> None:
@@ -228,7 +267,9 @@ def test_a_server_turned_read_only_is_unavailable_to_probe_and_writes(pg: Backin
     store.commit(commits()[0])
     store.probe()
     store._pool._idle[0].execute("SET default_transaction_read_only = on")
-    with pytest.raises(StoreUnavailable, match="read-only"):
+    with pytest.raises(
+        StoreUnavailable, match=r"^the PostgreSQL server is read-only \(a standby\?\)$"
+    ):
         store.probe()
     state = store.get_test("a")
     assert state is not None
@@ -237,7 +278,9 @@ def test_a_server_turned_read_only_is_unavailable_to_probe_and_writes(pg: Backin
     with pytest.raises(StoreUnavailable, match="read-only"):
         store.commit(Commit("a", 1, test=work, records=(record("a", 2),)))
     assert len(store.read_log()) == 1
-    with pytest.raises(StoreUnavailable, match="read-only"):
+    with pytest.raises(
+        StoreUnavailable, match=r"^cannot migrate the PostgreSQL schema: .*read-only"
+    ):
         PostgresStore(pg.dsn + "?options=-cdefault_transaction_read_only%3Don", schema=pg.schema)
 
 
@@ -360,3 +403,131 @@ def test_server_errors_are_unavailable_only_when_a_retry_may_succeed() -> None:
         assert type(_store_error("store write failed", exc)) is kind, exc
     told = _store_error("store read failed", psycopg.OperationalError())
     assert str(told) == "store read failed: OperationalError"  # no text: the error's type
+
+
+def _settings(store: Store) -> dict[str, object]:
+    """What a connection of ``store``'s pool was opened with, as the server and psycopg see it."""
+    from loadtest_core import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    cur = store._pool.take()
+    try:
+        db = cur.connection
+        return {
+            "application_name": db.execute("SHOW application_name").fetchone()[0],  # type: ignore[index]
+            "lock_timeout": db.execute("SHOW lock_timeout").fetchone()[0],  # type: ignore[index]
+            "connect_timeout": db.info.get_parameters().get("connect_timeout"),
+            "prepare_threshold": db.prepare_threshold,
+            "pool_size": store._pool._size,
+            "pool_wait": store._pool._wait,
+        }
+    finally:
+        store._pool.give(cur)
+
+
+def test_connections_are_opened_with_the_documented_defaults(pg: Backing) -> None:
+    """By default: 8 connections, a 30 s wait, 10 s timeouts, prepare after 5, loadtest-core."""
+    assert _settings(pg.open()) == {
+        "application_name": "loadtest-core",
+        "lock_timeout": "10s",
+        "connect_timeout": "10",
+        "prepare_threshold": 5,
+        "pool_size": 8,
+        "pool_wait": 30.0,
+    }
+
+
+def test_connections_are_opened_with_the_options_given(pg: Backing) -> None:
+    """Options reach every connection; a sub-second connect timeout rounds up to libpq's 1 s."""
+    settings = _settings(
+        pg.open(pool_size=2, pool_wait=0.5, connect_timeout=0.2, lock_timeout=0.25,
+                prepare_threshold=None)
+    )  # fmt: skip
+    assert settings == {
+        "application_name": "loadtest-core",
+        "lock_timeout": "250ms",
+        "connect_timeout": "1",
+        "prepare_threshold": None,
+        "pool_size": 2,
+        "pool_wait": 0.5,
+    }
+    assert _settings(pg.open(connect_timeout=3.4))["connect_timeout"] == "3"
+
+
+def test_an_application_name_in_the_dsn_is_kept(pg: Backing) -> None:
+    """A DSN that names the application keeps its name; others are named loadtest-core."""
+    from loadtest_core import PostgresStore
+
+    store = PostgresStore(pg.dsn + "?application_name=mine", schema=pg.schema)
+    assert _settings(store)["application_name"] == "mine"
+
+
+def test_without_a_schema_the_store_lives_on_the_search_path(pg: Backing) -> None:
+    """With no schema, the tables are made, used and checked on the connection's search_path."""
+    from loadtest_core import PostgresStore
+
+    pg_admin(f'CREATE SCHEMA "{pg.schema}"')
+    dsn = f"{pg.dsn}?options=-csearch_path%3D{pg.schema}"
+    store = PostgresStore(dsn)
+    assert store.schema is None
+    apply_all(store)
+    assert [r.seq for r in store.read_log()] == [1, 2, 3, 4, 5]
+    tables = pg_admin(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (pg.schema,)
+    )
+    assert tables == [(12,)]
+    assert dump(PostgresStore(dsn)) == dump(store)
+    pg_admin(f"UPDATE \"{pg.schema}\".meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(
+        StoreError, match=r"^PostgreSQL schema \(search_path\) has schema version 999"
+    ):
+        PostgresStore(dsn)
+
+
+def test_a_migration_waits_for_another_one_of_the_same_schema(pg: Backing) -> None:
+    """Opening a schema takes its migration lock: while another session holds it, opening waits."""
+    import hashlib
+
+    import psycopg
+
+    from loadtest_core import PostgresStore
+
+    key = int.from_bytes(
+        hashlib.sha256(f"loadtest_core:{pg.schema}".encode()).digest()[:8], "big", signed=True
+    )
+    opened: list[PostgresStore] = []
+    with psycopg.connect(pg.dsn, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (key,))
+        opener = threading.Thread(
+            target=lambda: opened.append(PostgresStore(pg.dsn, schema=pg.schema)), daemon=True
+        )
+        opener.start()
+        opener.join(0.5)
+        assert opened == []
+        other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        opener.join(10)
+    assert len(opened) == 1 and opened[0].get_test("a") is None
+
+
+def test_a_failed_connect_gives_its_place_in_the_pool_back(pg: Backing) -> None:
+    """A connection that could not be opened does not count against pool_size afterwards."""
+    from loadtest_core import PostgresStore
+
+    store = pg.open(pool_size=3, pool_wait=0.3)
+    assert isinstance(store, PostgresStore)
+    held = [store._pool.take(), store._pool.take()]
+    good = store.dsn
+    store.dsn = "postgresql://postgres@127.0.0.1:1/test"
+    try:
+        with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL"):
+            store.get_test("a")
+    finally:
+        store.dsn = good
+    held.append(store._pool.take())  # the third place is free again
+    try:
+        got = _bounded(lambda: store.get_test("a"))  # and there is no fourth
+        assert isinstance(got, StoreUnavailable) and "no PostgreSQL connection free" in str(got)
+    finally:
+        for cur in held:
+            store._pool.give(cur)
+    assert store.get_test("a") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -284,7 +285,9 @@ def test_probe_checks_access_only_when_the_file_changes(
 
 def test_memory_path_is_refused() -> None:
     """':memory:' is refused with a pointer to MemoryStore."""
-    with pytest.raises(ValueError, match="MemoryStore"):
+    with pytest.raises(
+        ValueError, match=r"^SqliteStore needs a file; use MemoryStore for an in-memory store$"
+    ):
         SqliteStore(":memory:")
 
 
@@ -355,8 +358,23 @@ def test_a_file_that_leaves_its_path_during_a_write_is_reported(tmp_path: Path) 
         db.execute("INSERT INTO meta (key, value) VALUES ('late', 'write')")
         path.rename(tmp_path / "moved.db")
 
-    with pytest.raises(StoreUnavailable, match="No such file"):
+    with pytest.raises(
+        StoreUnavailable, match=f"^{re.escape(str(path))}: No such file or directory$"
+    ):
         store._write(work)
+
+
+def test_a_failing_statement_rolls_its_write_back_and_says_so(tmp_path: Path) -> None:
+    """A write whose statement fails is a StoreError naming the cause, and leaves nothing."""
+    store = SqliteStore(tmp_path / "s.db")
+
+    def work(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('half', 'written')")
+        db.execute("INSERT INTO no_such_table VALUES (1)")
+
+    with pytest.raises(StoreError, match=r"^store write failed: no such table: no_such_table$"):
+        store._write(work)
+    assert store._read("SELECT value FROM meta WHERE key = 'half'") == []
 
 
 def test_busy_database_is_unavailable_not_internal(tmp_path: Path) -> None:
@@ -366,7 +384,9 @@ def test_busy_database_is_unavailable_not_internal(tmp_path: Path) -> None:
     locker = sqlite3.connect(path, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(StoreUnavailable, match="locked"):
+        with pytest.raises(
+            StoreUnavailable, match=r"^cannot begin a transaction: database is locked$"
+        ):
             engine.create(spec())
     finally:
         locker.execute("ROLLBACK")
@@ -385,7 +405,7 @@ def test_pragmas_follow_the_options(tmp_path: Path) -> None:
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 250
     store.close()
-    with pytest.raises(ValueError, match="NORMAL or FULL"):
+    with pytest.raises(ValueError, match=r"^synchronous must be NORMAL or FULL$"):
         SqliteStore(tmp_path / "c.db", synchronous="OFF")
 
 

@@ -31,6 +31,9 @@ def _mutant(tool: ModuleType, before: str, after: str, code: int | None = 0, n: 
         ('db.execute("PRAGMA journal_mode=WAL")', 'db.execute("pragma journal_mode=wal")'),
         ('by_test = "" if test_id is None else "AND test_id = %s "',
          'by_test = "" if test_id is None else "and test_id = %s "'),
+        ('"ON CONFLICT (id) DO NOTHING RETURNING id",',
+         '"on conflict (id) do nothing returning id",'),
+        ('"items = t.items + EXCLUDED.items, "', '"ITEMS = T.ITEMS + EXCLUDED.ITEMS, "'),
     ],
 )  # fmt: skip
 def test_a_sql_statement_changed_only_in_case_is_equivalent(
