@@ -121,7 +121,12 @@ def test_a_failing_listener_changes_no_outcome(
     test_id = running(engine)
     assert engine.stop(test_id).metadata is not None
     assert after == ["create", "claim_INITIATED", "claim_RUNNING", "stop"]
-    assert "boom" in caplog.text
+    failures = [r for r in caplog.records if r.exc_info is not None]
+    assert [r.getMessage() for r in failures] == [
+        f"listener failed on {event}"
+        for event in ("create", "claim_INITIATED", "claim_RUNNING", "stop")
+    ]
+    assert all("boom" in str(r.exc_info[1]) for r in failures if r.exc_info)
     with pytest.raises(NotFound):
         engine.stop("test-nope")
 

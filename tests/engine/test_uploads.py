@@ -76,7 +76,11 @@ def test_an_upload_over_the_limit_is_refused_whole_and_nothing_else_changes(
     engine = make(store, clock, upload_limit=120)
     test_id = running(engine)
     engine.upload(test_id, "agent-1", "trails", [TRAIL])
-    with pytest.raises(LimitExceeded, match="limit of 120 bytes"):
+    refusal = (
+        rf"^test {test_id}: its trails uploads reached the limit of 120 bytes; "
+        "this upload was refused, the test is not affected$"
+    )
+    with pytest.raises(LimitExceeded, match=refusal):
         engine.upload(test_id, "agent-1", "trails", [TRAIL, TRAIL])
     assert len(engine.uploads(test_id, "trails")) == 1
     engine.upload(test_id, "agent-1", "metrics", [TRAIL])  # another kind has its own bound
