@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,6 +24,8 @@ PG_DSN = os.environ.get("LOADTEST_CORE_TEST_PG", "postgresql://postgres@127.0.0.
 KINDS = ("memory", "sqlite", "postgres")
 SHARED = ("sqlite", "postgres")
 """The stores several processes can share."""
+
+StoreT = TypeVar("StoreT", bound=Store)
 
 TABLES = ("tests", "test_tags", "operations", "events", "agents")
 
@@ -83,6 +85,11 @@ class Backing:
             from loadtest_core import PostgresStore
 
             store = PostgresStore(self.dsn, schema=self.schema, **options)
+        self._opened.append(store)
+        return store
+
+    def keep(self, store: StoreT) -> StoreT:
+        """Close ``store`` with this backing: a store opened over its data some other way."""
         self._opened.append(store)
         return store
 

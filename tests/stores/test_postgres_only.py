@@ -458,7 +458,7 @@ def test_an_application_name_in_the_dsn_is_kept(pg: Backing) -> None:
     """A DSN that names the application keeps its name; others are named loadtest-core."""
     from loadtest_core import PostgresStore
 
-    store = PostgresStore(pg.dsn + "?application_name=mine", schema=pg.schema)
+    store = pg.keep(PostgresStore(pg.dsn + "?application_name=mine", schema=pg.schema))
     assert _settings(store)["application_name"] == "mine"
 
 
@@ -468,7 +468,7 @@ def test_without_a_schema_the_store_lives_on_the_search_path(pg: Backing) -> Non
 
     pg_admin(f'CREATE SCHEMA "{pg.schema}"')
     dsn = f"{pg.dsn}?options=-csearch_path%3D{pg.schema}"
-    store = PostgresStore(dsn)
+    store = pg.keep(PostgresStore(dsn))
     assert store.schema is None
     apply_all(store)
     assert [r.seq for r in store.read_log()] == [1, 2, 3, 4, 5]
@@ -476,7 +476,7 @@ def test_without_a_schema_the_store_lives_on_the_search_path(pg: Backing) -> Non
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (pg.schema,)
     )
     assert tables == [(12,)]
-    assert dump(PostgresStore(dsn)) == dump(store)
+    assert dump(pg.keep(PostgresStore(dsn))) == dump(store)
     pg_admin(f"UPDATE \"{pg.schema}\".meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(
         StoreError, match=r"^PostgreSQL schema \(search_path\) has schema version 999"
@@ -499,7 +499,8 @@ def test_a_migration_waits_for_another_one_of_the_same_schema(pg: Backing) -> No
     with psycopg.connect(pg.dsn, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (key,))
         opener = threading.Thread(
-            target=lambda: opened.append(PostgresStore(pg.dsn, schema=pg.schema)), daemon=True
+            target=lambda: opened.append(pg.keep(PostgresStore(pg.dsn, schema=pg.schema))),
+            daemon=True,
         )
         opener.start()
         opener.join(0.5)
